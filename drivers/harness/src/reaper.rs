@@ -1,0 +1,138 @@
+//! The run-scoped registry of process groups, and the reaper that kills what
+//! a dead test left behind.
+//!
+//! Every managed process group is recorded under
+//! `<state>/runs/<run-id>/procs/` while it lives. A test process that dies
+//! without running its destructors (SIGKILL) leaves its records behind:
+//! `cargo xtask` reaps its own run at the start and end, and every spawn
+//! reaps records whose owner is gone, so a plain `cargo nextest run` cleans
+//! up after the previous one too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{procinfo, Layout, RunId};
+
+/// What the registry knows of one managed process group.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    /// The process group id (the leader's pid).
+    pub pgid: u32,
+    /// The leader's start time: group members that started before it belong
+    /// to an older group that reused the id.
+    pub leader_start_ticks: u64,
+    /// The process that spawned the group.
+    pub owner_pid: u32,
+    /// The owner's start time, to tell it from a later process with its pid.
+    pub owner_start_ticks: u64,
+    /// The command line, for reports.
+    pub command: String,
+    /// The group's log file.
+    pub log: PathBuf,
+}
+
+/// A process the reaper killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaped {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line, as /proc showed it.
+    pub command: String,
+    /// The run it belonged to.
+    pub run_id: String,
+}
+
+fn runs_dir(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("runs")
+}
+
+fn procs_dir(layout: &Layout, run_id: &RunId) -> PathBuf {
+    runs_dir(layout).join(run_id.as_str()).join("procs")
+}
+
+/// Records a live group; returns the record's path, to pass to
+/// [`unregister`] once the group is gone.
+pub fn register(layout: &Layout, run_id: &RunId, record: &ProcessRecord) -> anyhow::Result<PathBuf> {
+    let dir = procs_dir(layout, run_id);
+    Layout::ensure_dir(&dir)?;
+    let path = dir.join(format!("{}-{}.json", record.pgid, record.leader_start_ticks));
+    fs::write(&path, serde_json::to_vec_pretty(record)?)?;
+    Ok(path)
+}
+
+/// Forgets a group that has been torn down.
+pub fn unregister(record_path: &Path) {
+    let _ = fs::remove_file(record_path);
+}
+
+/// Every record of `run_id` still on disk.
+pub fn records(layout: &Layout, run_id: &RunId) -> Vec<(PathBuf, ProcessRecord)> {
+    read_records(&procs_dir(layout, run_id))
+}
+
+fn read_records(dir: &Path) -> Vec<(PathBuf, ProcessRecord)> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let record = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
+            Some((path, record))
+        })
+        .collect()
+}
+
+/// Live processes of a recorded group (the leader and every descendant that
+/// stayed in its group).
+pub fn survivors(record: &ProcessRecord) -> Vec<procinfo::ProcStat> {
+    procinfo::group_members(record.pgid, record.leader_start_ticks)
+}
+
+/// Kills (SIGKILL) every live process of every group recorded for `run_id`,
+/// whoever owns it, and removes the records. For the end of a run, when
+/// nothing of it may survive.
+pub fn reap_run(layout: &Layout, run_id: &RunId) -> Vec<Reaped> {
+    let mut reaped = Vec::new();
+    for (path, record) in records(layout, run_id) {
+        reaped.extend(kill_group(&record, run_id.as_str()));
+        unregister(&path);
+    }
+    let _ = fs::remove_dir(procs_dir(layout, run_id));
+    let _ = fs::remove_dir(runs_dir(layout).join(run_id.as_str()));
+    reaped
+}
+
+/// Kills the groups, in any run, whose owner process is gone: what a
+/// SIGKILLed test or xtask left behind.
+pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
+    let mut reaped = Vec::new();
+    let Ok(runs) = fs::read_dir(runs_dir(layout)) else { return reaped };
+    for run in runs.filter_map(|e| e.ok()) {
+        let run_name = run.file_name().to_string_lossy().into_owned();
+        let dir = run.path().join("procs");
+        for (path, record) in read_records(&dir) {
+            if procinfo::is_same_process_alive(record.owner_pid, record.owner_start_ticks) {
+                continue;
+            }
+            reaped.extend(kill_group(&record, &run_name));
+            unregister(&path);
+        }
+        let _ = fs::remove_dir(&dir);
+        let _ = fs::remove_dir(run.path());
+    }
+    reaped
+}
+
+fn kill_group(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
+    let mut reaped = Vec::new();
+    for member in survivors(record) {
+        let command = procinfo::cmdline(member.pid).unwrap_or_default();
+        // SAFETY: kill has no memory preconditions; the pid was just matched
+        // by group and start time.
+        unsafe { libc::kill(member.pid as i32, libc::SIGKILL) };
+        reaped.push(Reaped { pid: member.pid, command, run_id: run_id.to_owned() });
+    }
+    reaped
+}

@@ -1,0 +1,1 @@
+//! The backend tier. One module per family of the seed.

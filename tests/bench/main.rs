@@ -1,0 +1,1 @@
+//! The bench tier. One module per family of the seed.

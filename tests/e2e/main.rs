@@ -1,0 +1,1 @@
+//! The e2e tier. One module per family of the seed.

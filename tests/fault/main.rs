@@ -1,0 +1,1 @@
+//! The fault tier. One module per family of the seed.

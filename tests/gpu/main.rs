@@ -1,0 +1,1 @@
+//! The gpu tier. One module per family of the seed.

@@ -1,0 +1,10 @@
+//! The integration tier: real processes, real NATS and etcd, no Dynamo.
+//! One module per family.
+
+mod harness_ports;
+mod harness_process;
+
+/// The fixture child binary built with this package.
+fn fixture_child() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_testbed-fixture-child"))
+}

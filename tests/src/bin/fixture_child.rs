@@ -1,0 +1,57 @@
+//! A stand-in test process for the harness's own tests. It starts a process
+//! tree through the harness (a shell leader and a `sleep` grandchild), prints
+//! `pids <leader> <grandchild>`, then does what its mode says:
+//!
+//! - `hang`: waits to be killed (SIGKILL or SIGTERM from the test);
+//! - `panic`: panics, as a failing test would;
+//! - `ports N`: leases N ports, prints `ports p1 p2 …`, and holds them until
+//!   its standard input closes.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use testbed_harness::{ManagedProcess, PortLease, ProcessSpec};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ports") => {
+            let n: usize = args.get(1).and_then(|n| n.parse().ok()).expect("usage: ports N");
+            let leases: Vec<PortLease> = (0..n).map(|_| PortLease::allocate().expect("lease a port")).collect();
+            let list: Vec<String> = leases.iter().map(|l| l.port().to_string()).collect();
+            println!("ports {}", list.join(" "));
+            std::io::stdout().flush().unwrap();
+            let _ = std::io::stdin().lock().lines().next();
+        }
+        Some(mode @ ("hang" | "panic")) => {
+            let log_dir = std::env::var("FIXTURE_LOG_DIR").expect("FIXTURE_LOG_DIR");
+            let tree = ManagedProcess::spawn(
+                ProcessSpec::new("tree", "sh", &log_dir).arg("-c").arg("sleep 600 & echo grandchild $!; wait"),
+            )
+            .expect("spawn the tree");
+            let grandchild = wait_for_grandchild(&tree).await;
+            println!("pids {} {grandchild}", tree.pid());
+            std::io::stdout().flush().unwrap();
+            if mode == "panic" {
+                panic!("fixture child panics with its tree running");
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        _ => {
+            eprintln!("usage: testbed-fixture-child hang|panic|ports N");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn wait_for_grandchild(tree: &ManagedProcess) -> u32 {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(tree.log_path()).unwrap_or_default();
+        if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("grandchild ")) {
+            return pid.trim().parse().expect("pid");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the tree never printed its grandchild's pid");
+}
