@@ -69,7 +69,7 @@ fn stop_escalates_to_sigkill_after_the_grace_period() {
                 let log = log.clone();
                 async move {
                     let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
-                    if text.contains("trapped") { Ok(()) } else { Err("not yet".into()) }
+                    if text.lines().any(|l| l == "trapped") { Ok(()) } else { Err("not yet".into()) }
                 }
             }
         }), Duration::from_secs(5)).await?;

@@ -15,6 +15,7 @@ pub mod procinfo;
 pub mod process;
 pub mod reaper;
 pub mod run_id;
+pub mod shared;
 pub mod signals;
 pub mod tool;
 
@@ -23,5 +24,6 @@ pub use layout::Layout;
 pub use pins::Pins;
 pub use ports::{PortLease, PortRange};
 pub use probe::Probe;
-pub use process::{ManagedProcess, ProcessError, ProcessSpec};
+pub use process::{retry_on_port_conflict, ManagedProcess, ProcessError, ProcessSpec};
+pub use tool::Tool;
 pub use run_id::RunId;

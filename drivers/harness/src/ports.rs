@@ -140,6 +140,12 @@ impl PortLease {
         .with_context(|| format!("no free port left in range {range}: {} ports leased or bound; free some or pass a wider range", range.len()))
     }
 
+    /// Leases a port from the default range for the process `name`, in the
+    /// error type process start-up uses.
+    pub fn allocate_for(name: &str) -> Result<PortLease, crate::ProcessError> {
+        Self::allocate().map_err(|e| crate::ProcessError::NoPort { name: name.to_owned(), reason: format!("{e:#}") })
+    }
+
     /// The leased port number.
     pub fn port(&self) -> u16 {
         self.port

@@ -37,6 +37,10 @@ pub struct ProcessSpec {
     pub log_dir: PathBuf,
     /// Time between SIGTERM and SIGKILL on stop.
     pub stop_grace: Duration,
+    /// A process meant to outlive its starter (a service shared by the tests
+    /// of a run): no parent-death signal, its own session, and its record
+    /// names the shared-state file that says who still uses it.
+    pub shared_state: Option<PathBuf>,
 }
 
 impl ProcessSpec {
@@ -50,6 +54,7 @@ impl ProcessSpec {
             current_dir: None,
             log_dir: log_dir.into(),
             stop_grace: Duration::from_secs(5),
+            shared_state: None,
         }
     }
 
@@ -134,6 +139,14 @@ pub enum ProcessError {
         /// The end of its log.
         tail: String,
     },
+    /// No port could be leased for it.
+    #[error("cannot lease a port for {name}: {reason}")]
+    NoPort {
+        /// The process's name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// The probe never succeeded in time.
     #[error("{name} was not ready after {waited:?}: probe {probe} kept failing (last: {last_error}); the process is still running; its log is {log}; last lines:\n{tail}")]
     ProbeTimeout {
@@ -177,6 +190,7 @@ pub struct ManagedProcess {
     record_path: PathBuf,
     stop_grace: Duration,
     exit_status: Option<ExitStatus>,
+    detached: bool,
 }
 
 impl fmt::Debug for ManagedProcess {
@@ -214,9 +228,13 @@ impl ManagedProcess {
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(log));
         let parent = std::process::id();
+        let detached = spec.shared_state.is_some();
         // SAFETY: the closure only calls async-signal-safe functions.
         unsafe {
             command.pre_exec(move || {
+                if detached {
+                    return Ok(());
+                }
                 // The child gets SIGKILL when the thread that spawned it
                 // dies, SIGKILL of the test process included.
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -227,7 +245,11 @@ impl ManagedProcess {
             });
         }
         let mut wrap = CommandWrap::from(command);
-        wrap.wrap(ProcessGroup::leader());
+        if detached {
+            wrap.wrap(process_wrap::tokio::ProcessSession);
+        } else {
+            wrap.wrap(ProcessGroup::leader());
+        }
         let child = wrap.spawn().map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
@@ -249,9 +271,12 @@ impl ManagedProcess {
             owner_start_ticks: me.start_ticks,
             command: command_line.clone(),
             log: log_path.clone(),
+            shared_state: spec.shared_state.clone(),
         };
         let record_path = reaper::register(&layout, &run_id, &record).unwrap_or_default();
-        signals::track(pgid, leader_start_ticks, record_path.clone());
+        if !detached {
+            signals::track(pgid, leader_start_ticks, record_path.clone());
+        }
         tracing::info!(name = %spec.name, pid = pgid, command = %command_line, log = %log_path.display(), "spawned");
         Ok(ManagedProcess {
             name: spec.name,
@@ -263,6 +288,7 @@ impl ManagedProcess {
             record_path,
             stop_grace: spec.stop_grace,
             exit_status: None,
+            detached: false,
         })
     }
 
@@ -412,6 +438,17 @@ impl ManagedProcess {
         reaper::unregister(&self.record_path);
     }
 
+    /// Lets a shared service outlive this handle: nothing is stopped on
+    /// drop; the group is found again by its pgid and start time, and the
+    /// record stays for the reaper. Returns `(pgid, leader start ticks)`.
+    pub fn detach(mut self) -> (u32, u64) {
+        self.record_path = PathBuf::new();
+        signals::untrack(self.pgid);
+        let ids = (self.pgid, self.leader_start_ticks);
+        self.detached = true;
+        ids
+    }
+
     /// Whether teardown already ran.
     fn torn_down(&self) -> bool {
         !self.record_path.exists()
@@ -420,7 +457,7 @@ impl ManagedProcess {
 
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
-        if self.torn_down() && self.group_members().is_empty() {
+        if self.detached || (self.torn_down() && self.group_members().is_empty()) {
             return;
         }
         // Synchronous teardown: drop may run during a panic or outside any
@@ -438,6 +475,21 @@ impl Drop for ManagedProcess {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.forget();
+    }
+}
+
+/// Stops a group known only by its ids (a detached shared service):
+/// SIGTERM, up to `grace`, then SIGKILL to every member left.
+pub fn terminate_group(pgid: u32, leader_start_ticks: u64, grace: Duration) {
+    signal_group(pgid, libc::SIGTERM);
+    signal_group(pgid, libc::SIGCONT);
+    let started = Instant::now();
+    while started.elapsed() < grace && !procinfo::group_members(pgid, leader_start_ticks).is_empty() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for member in procinfo::group_members(pgid, leader_start_ticks) {
+        // SAFETY: plain kill of a pid matched by group and start time.
+        unsafe { libc::kill(member.pid as i32, libc::SIGKILL) };
     }
 }
 
@@ -486,4 +538,26 @@ pub fn tail_of(path: &Path, n: usize) -> String {
 pub fn timestamp() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{}.{:03}", now.as_secs(), now.subsec_millis())
+}
+
+/// Starts a process on freshly leased ports, retrying up to three times
+/// with new ports when it dies because a port was taken between lease and
+/// bind (another program may bind without asking the registry).
+///
+/// `attempt` leases its ports, spawns, and waits for readiness.
+pub async fn retry_on_port_conflict<T, F, Fut>(what: &str, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProcessError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(e) if e.is_port_conflict() && tries < 3 => {
+                tracing::warn!(what, error = %e, "port taken between lease and bind; retrying on another port");
+            }
+            other => return other.map_err(anyhow::Error::from),
+        }
+    }
 }

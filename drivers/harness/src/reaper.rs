@@ -31,6 +31,11 @@ pub struct ProcessRecord {
     pub command: String,
     /// The group's log file.
     pub log: PathBuf,
+    /// For a service shared by a run's tests: the state file listing its
+    /// users. Such a group is an orphan once no listed user lives, whoever
+    /// started it.
+    #[serde(default)]
+    pub shared_state: Option<PathBuf>,
 }
 
 /// A process the reaper killed.
@@ -113,7 +118,11 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
         let run_name = run.file_name().to_string_lossy().into_owned();
         let dir = run.path().join("procs");
         for (path, record) in read_records(&dir) {
-            if procinfo::is_same_process_alive(record.owner_pid, record.owner_start_ticks) {
+            let in_use = match &record.shared_state {
+                Some(state) => crate::shared::has_live_users(state),
+                None => procinfo::is_same_process_alive(record.owner_pid, record.owner_start_ticks),
+            };
+            if in_use {
                 continue;
             }
             reaped.extend(kill_group(&record, &run_name));

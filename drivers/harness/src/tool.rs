@@ -118,3 +118,15 @@ mod tests {
         );
     }
 }
+
+impl Tool {
+    /// The tool for a pinned service binary (nats-server, etcd).
+    pub fn for_service(pin: &crate::pins::ServicePin) -> Tool {
+        Tool {
+            binary: pin.binary.clone(),
+            env: pin.env.clone(),
+            version_args: vec!["--version".into()],
+            install_hint: format!("cargo xtask setup` (or `apt-get install -y {}`, or `nix develop`", pin.debian_packages.join(" ")),
+        }
+    }
+}

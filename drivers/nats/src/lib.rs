@@ -1,0 +1,220 @@
+//! A real `nats-server` on a loopback port, core or JetStream, for tests and
+//! for Dynamo's request and event planes.
+//!
+//! Ready means a real `async-nats` client connected (and, with JetStream,
+//! read its account info). The server can be stopped, started again on the
+//! same port with its JetStream data kept, and killed, for fault tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use testbed_harness::{retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec, TestContext, Tool};
+
+/// How long a fresh server may take to accept a client (it takes ~12 ms).
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What kind of server to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NatsMode {
+    /// Core NATS: subjects, request/reply.
+    #[default]
+    Core,
+    /// Core plus JetStream, storing into the server's store folder.
+    JetStream,
+}
+
+/// A running (or stopped, to be started again) nats-server.
+#[derive(Debug)]
+pub struct NatsServer {
+    name: String,
+    mode: NatsMode,
+    binary: PathBuf,
+    port: PortLease,
+    log_dir: PathBuf,
+    store_dir: PathBuf,
+    shared_state: Option<PathBuf>,
+    process: Option<ManagedProcess>,
+}
+
+impl NatsServer {
+    /// Starts a server for the test, logging into its artifact folder.
+    pub async fn start(ctx: &TestContext, mode: NatsMode) -> anyhow::Result<NatsServer> {
+        Self::start_in(ctx.dir(), "nats", mode).await
+    }
+
+    /// Starts a server called `name` whose log and JetStream store live in
+    /// `dir`.
+    pub async fn start_in(dir: &Path, name: &str, mode: NatsMode) -> anyhow::Result<NatsServer> {
+        Self::start_with(dir, name, mode, None).await
+    }
+
+    async fn start_with(dir: &Path, name: &str, mode: NatsMode, shared_state: Option<PathBuf>) -> anyhow::Result<NatsServer> {
+        let binary = locate()?.path;
+        let store_dir = dir.join(format!("{name}-store"));
+        retry_on_port_conflict(name, || async {
+            let port = PortLease::allocate_for(name)?;
+            let mut server = NatsServer {
+                name: name.to_owned(),
+                mode,
+                binary: binary.clone(),
+                port,
+                log_dir: dir.to_owned(),
+                store_dir: store_dir.clone(),
+                shared_state: shared_state.clone(),
+                process: None,
+            };
+            server.launch().await?;
+            Ok(server)
+        })
+        .await
+    }
+
+    async fn launch(&mut self) -> Result<(), ProcessError> {
+        let mut spec = ProcessSpec::new(&self.name, &self.binary, &self.log_dir)
+            .args(["-a", "127.0.0.1", "-p", &self.port.port().to_string()])
+            .stop_grace(Duration::from_secs(5));
+        spec.shared_state = self.shared_state.clone();
+        if self.mode == NatsMode::JetStream {
+            spec = spec.arg("-js").arg("-sd").arg(&self.store_dir);
+        }
+        let mut process = ManagedProcess::spawn(spec)?;
+        process.wait_ready(&self.probe(), READY_TIMEOUT).await?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    fn probe(&self) -> Probe {
+        let url = self.url();
+        let jetstream = self.mode == NatsMode::JetStream;
+        Probe::custom(format!("async-nats connect to {url}{}", if jetstream { " and JetStream account info" } else { "" }), move || {
+            let url = url.clone();
+            async move {
+                let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+                if jetstream {
+                    // The raw API call: async-nats's typed account query
+                    // cannot parse the answer of the pinned 2.9 server.
+                    let answer = client.request("$JS.API.INFO", "".into()).await.map_err(|e| e.to_string())?;
+                    let text = String::from_utf8_lossy(&answer.payload);
+                    if !text.contains("account_info_response") || text.contains("\"error\"") {
+                        return Err(format!("JetStream not ready: {text}"));
+                    }
+                }
+                Ok(())
+            }
+        })
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port.port())
+    }
+
+    /// The server's port (kept across restarts).
+    pub fn port(&self) -> u16 {
+        self.port.port()
+    }
+
+    /// The mode it runs in.
+    pub fn mode(&self) -> NatsMode {
+        self.mode
+    }
+
+    /// The variables that point another process at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("NATS_SERVER".into(), self.url())]
+    }
+
+    /// A new client connection.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(self.url()).await.with_context(|| format!("connect to {}", self.url()))
+    }
+
+    /// A JetStream context on a new connection.
+    pub async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
+        anyhow::ensure!(self.mode == NatsMode::JetStream, "{} runs without JetStream", self.name);
+        Ok(async_nats::jetstream::new(self.client().await?))
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after a grace period). Its
+    /// port stays leased and its store stays, for [`NatsServer::start_again`].
+    pub async fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop().await;
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill().await;
+        }
+    }
+
+    /// Starts a stopped server again on the same port, with its JetStream
+    /// data.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.process.is_none(), "{} is still running", self.name);
+        self.launch().await?;
+        Ok(())
+    }
+
+    /// Stop then start again.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        self.start_again().await
+    }
+
+    /// The running process, for fault injection (stall/resume).
+    pub fn process(&mut self) -> Option<&mut ManagedProcess> {
+        self.process.as_mut()
+    }
+
+    /// The JetStream store folder.
+    pub fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+}
+
+/// A NATS server shared by the tests of a run: the one `cargo xtask` started
+/// (`NATS_SERVER` is set), or one started on first use and stopped by its
+/// last user. Tests that share it keep their subjects apart with
+/// [`TestContext::namespace`].
+#[derive(Debug)]
+pub struct SharedNats {
+    url: String,
+    _lease: Option<testbed_harness::shared::SharedLease>,
+}
+
+impl SharedNats {
+    /// Joins (or starts) the run's shared JetStream-enabled server.
+    pub async fn acquire() -> anyhow::Result<SharedNats> {
+        if let Ok(url) = std::env::var("NATS_SERVER") {
+            return Ok(SharedNats { url, _lease: None });
+        }
+        let (url, lease) = testbed_harness::shared::acquire("nats", |start| async move {
+            let mut server =
+                NatsServer::start_with(&start.dir, "shared-nats", NatsMode::JetStream, Some(start.state_file)).await?;
+            let url = server.url();
+            let process = server.process.take().expect("a started server has a process");
+            Ok((process.detach(), url))
+        })
+        .await?;
+        Ok(SharedNats { url, _lease: Some(lease) })
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new client connection.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        async_nats::connect(&self.url).await.with_context(|| format!("connect to {}", self.url))
+    }
+}
+
+/// Finds the nats-server binary the pins name.
+pub fn locate() -> anyhow::Result<testbed_harness::tool::FoundTool> {
+    Tool::for_service(&Pins::from_repo()?.nats_server).locate()
+}
