@@ -30,9 +30,15 @@ fn watch_sees_put_and_delete() {
         let mut watch = KeyWatch::new(&mut client, "svc/").await?;
         let mut writer = etcd.client().await?;
         writer.put("svc/worker-1", "up", None).await?;
-        assert_eq!(watch.next(Duration::from_secs(5)).await?, KeyEvent::Put("svc/worker-1".into()));
+        assert_eq!(
+            watch.next(Duration::from_secs(5)).await?,
+            KeyEvent::Put("svc/worker-1".into())
+        );
         writer.delete("svc/worker-1", None).await?;
-        assert_eq!(watch.next(Duration::from_secs(5)).await?, KeyEvent::Delete("svc/worker-1".into()));
+        assert_eq!(
+            watch.next(Duration::from_secs(5)).await?,
+            KeyEvent::Delete("svc/worker-1".into())
+        );
         Ok(())
     });
 }
@@ -44,10 +50,22 @@ fn lease_expiry_removes_the_key() {
         let mut client = etcd.client().await?;
         let lease = client.lease_grant(1, None).await?;
         let mut watch = KeyWatch::new(&mut client, "leased/").await?;
-        client.put("leased/k", "v", Some(etcd_client::PutOptions::new().with_lease(lease.id()))).await?;
-        assert_eq!(watch.next(Duration::from_secs(5)).await?, KeyEvent::Put("leased/k".into()));
+        client
+            .put(
+                "leased/k",
+                "v",
+                Some(etcd_client::PutOptions::new().with_lease(lease.id())),
+            )
+            .await?;
+        assert_eq!(
+            watch.next(Duration::from_secs(5)).await?,
+            KeyEvent::Put("leased/k".into())
+        );
         // Not kept alive: etcd deletes it once the 1 s TTL runs out.
-        assert_eq!(watch.next(Duration::from_secs(10)).await?, KeyEvent::Delete("leased/k".into()));
+        assert_eq!(
+            watch.next(Duration::from_secs(10)).await?,
+            KeyEvent::Delete("leased/k".into())
+        );
         assert!(etcd.keys("leased/").await?.is_empty());
         Ok(())
     });
@@ -72,13 +90,24 @@ fn three_member_cluster_serves_with_one_member_down_and_it_rejoins() {
                 let key = key.clone();
                 async move { c.put(key, "ok", None).await }
             };
-            put.retry(ConstantBuilder::default().with_delay(Duration::from_millis(200)).with_max_times(50)).await?;
+            put.retry(
+                ConstantBuilder::default()
+                    .with_delay(Duration::from_millis(200))
+                    .with_max_times(50),
+            )
+            .await?;
             assert_eq!(survivor.get(key.as_str(), None).await?.kvs().len(), 1);
             etcd.start_member(down).await?;
             let mut rejoined = etcd.member_client(down).await?;
             // Linearizable read through the rejoined member: it has caught up.
-            let got = tokio::time::timeout(Duration::from_secs(10), rejoined.get(key.as_str(), None)).await??;
-            assert_eq!(got.kvs().len(), 1, "member {down} rejoined and sees the write made while it was down");
+            let got =
+                tokio::time::timeout(Duration::from_secs(10), rejoined.get(key.as_str(), None))
+                    .await??;
+            assert_eq!(
+                got.kvs().len(),
+                1,
+                "member {down} rejoined and sees the write made while it was down"
+            );
         }
         assert_eq!(etcd.keys("ha/").await?.len(), 4);
         Ok(())
@@ -93,9 +122,19 @@ fn unusable_data_dir_is_quoted_and_left_alone() {
         std::fs::write(&blocker, "precious")?;
         let err = EtcdCluster::single(&ctx).await.unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.starts_with("etcd exited with exit code 1 before it was ready"), "{text}");
-        assert!(text.contains("etcd-data"), "the log names the folder: {text}");
-        assert_eq!(std::fs::read_to_string(&blocker)?, "precious", "nothing else was removed");
+        assert!(
+            text.starts_with("etcd exited with exit code 1 before it was ready"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etcd-data"),
+            "the log names the folder: {text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&blocker)?,
+            "precious",
+            "nothing else was removed"
+        );
         Ok(())
     });
 }

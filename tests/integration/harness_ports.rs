@@ -22,7 +22,11 @@ fn two_hundred_leases_from_eight_processes_are_distinct() {
         for child in &mut children {
             let mut line = String::new();
             BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
-            let got: Vec<u16> = line.split_whitespace().skip(1).map(|p| p.parse()).collect::<Result<_, _>>()?;
+            let got: Vec<u16> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|p| p.parse())
+                .collect::<Result<_, _>>()?;
             anyhow::ensure!(got.len() == 25, "a child printed {line:?}");
             ports.extend(got);
         }

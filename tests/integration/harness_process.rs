@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 
 use testbed_harness::procinfo;
 use testbed_harness::reaper;
-use testbed_harness::{run_test, Layout, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec, RunId};
+use testbed_harness::{
+    run_test, Layout, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec, RunId,
+};
 
 /// A shell leader with a `sleep` grandchild, as `(leader, grandchild)` pids.
 async fn spawn_tree(ctx: &testbed_harness::TestContext) -> anyhow::Result<(ManagedProcess, u32)> {
     let tree = ManagedProcess::spawn(
-        ProcessSpec::new("tree", "sh", ctx.dir()).arg("-c").arg("sleep 600 & echo grandchild $!; wait"),
+        ProcessSpec::new("tree", "sh", ctx.dir())
+            .arg("-c")
+            .arg("sleep 600 & echo grandchild $!; wait"),
     )?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -20,7 +24,10 @@ async fn spawn_tree(ctx: &testbed_harness::TestContext) -> anyhow::Result<(Manag
         if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("grandchild ")) {
             return Ok((tree, pid.trim().parse()?));
         }
-        anyhow::ensure!(Instant::now() < deadline, "the tree never printed its grandchild");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the tree never printed its grandchild"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -35,7 +42,10 @@ async fn eventually_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
         anyhow::ensure!(
             Instant::now() < deadline,
             "still alive after {within:?}: {:?}",
-            pids.iter().filter(|p| alive(**p)).map(|p| (p, procinfo::cmdline(*p))).collect::<Vec<_>>()
+            pids.iter()
+                .filter(|p| alive(**p))
+                .map(|p| (p, procinfo::cmdline(*p)))
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -48,7 +58,11 @@ fn drop_kills_the_whole_tree() {
         let (tree, grandchild) = spawn_tree(&ctx).await?;
         let leader = tree.pid();
         assert!(alive(leader) && alive(grandchild));
-        assert_eq!(tree.group_members().len(), 2, "leader and grandchild share the group");
+        assert_eq!(
+            tree.group_members().len(),
+            2,
+            "leader and grandchild share the group"
+        );
         drop(tree);
         eventually_dead(&[leader, grandchild], Duration::from_millis(100)).await
     });
@@ -63,21 +77,37 @@ fn stop_escalates_to_sigkill_after_the_grace_period() {
                 .arg("trap '' TERM; echo trapped; while :; do sleep 0.05; done")
                 .stop_grace(Duration::from_millis(300)),
         )?;
-        stubborn.wait_ready(&Probe::custom("log says trapped", {
-            let log = stubborn.log_path().to_owned();
-            move || {
-                let log = log.clone();
-                async move {
-                    let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
-                    if text.lines().any(|l| l == "trapped") { Ok(()) } else { Err("not yet".into()) }
-                }
-            }
-        }), Duration::from_secs(5)).await?;
+        stubborn
+            .wait_ready(
+                &Probe::custom("log says trapped", {
+                    let log = stubborn.log_path().to_owned();
+                    move || {
+                        let log = log.clone();
+                        async move {
+                            let text = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+                            if text.lines().any(|l| l == "trapped") {
+                                Ok(())
+                            } else {
+                                Err("not yet".into())
+                            }
+                        }
+                    }
+                }),
+                Duration::from_secs(5),
+            )
+            .await?;
         let started = Instant::now();
         let status = stubborn.stop().await;
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "a process ignoring SIGTERM is killed");
-        assert!(started.elapsed() >= Duration::from_millis(300), "the grace period was granted");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "a process ignoring SIGTERM is killed"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "the grace period was granted"
+        );
         assert!(stubborn.group_members().is_empty());
         Ok(())
     });
@@ -90,11 +120,22 @@ fn readiness_timeout_names_the_probe_and_leaves_nothing() {
         let leader = tree.pid();
         let nobody = PortLease::allocate()?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nobody.port()));
-        let err = tree.wait_ready(&Probe::tcp(addr), Duration::from_millis(300)).await.unwrap_err();
+        let err = tree
+            .wait_ready(&Probe::tcp(addr), Duration::from_millis(300))
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ProcessError::ProbeTimeout { .. }), "{text}");
-        assert!(text.starts_with(&format!("tree was not ready after 300ms: probe TCP connect to {addr} kept failing")), "{text}");
-        assert!(text.contains(&format!("its log is {}", tree.log_path().display())), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "tree was not ready after 300ms: probe TCP connect to {addr} kept failing"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("its log is {}", tree.log_path().display())),
+            "{text}"
+        );
         drop(tree);
         eventually_dead(&[leader, grandchild], Duration::from_millis(100)).await
     });
@@ -104,11 +145,22 @@ fn readiness_timeout_names_the_probe_and_leaves_nothing() {
 fn early_exit_fails_fast_and_quotes_the_log() {
     run_test(|ctx| async move {
         let mut dying = ManagedProcess::spawn(
-            ProcessSpec::new("dying", "sh", ctx.dir()).arg("-c").arg("echo 'fatal: bad flag --nope' >&2; exit 3"),
+            ProcessSpec::new("dying", "sh", ctx.dir())
+                .arg("-c")
+                .arg("echo 'fatal: bad flag --nope' >&2; exit 3"),
         )?;
         let started = Instant::now();
-        let err = dying.wait_ready(&Probe::http_ok("http://127.0.0.1:1/health"), Duration::from_secs(30)).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3), "failed fast, not after the timeout");
+        let err = dying
+            .wait_ready(
+                &Probe::http_ok("http://127.0.0.1:1/health"),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "failed fast, not after the timeout"
+        );
         let text = err.to_string();
         assert!(text.starts_with("dying exited with exit code 3 before it was ready (`sh -c 'echo '\\''fatal: bad flag --nope'\\'' >&2; exit 3'`)"), "{text}");
         assert!(text.ends_with("fatal: bad flag --nope"), "{text}");
@@ -121,9 +173,17 @@ fn early_exit_fails_fast_and_quotes_the_log() {
 fn port_conflict_is_recognised() {
     run_test(|ctx| async move {
         let mut clash = ManagedProcess::spawn(
-            ProcessSpec::new("clash", "sh", ctx.dir()).arg("-c").arg("echo 'listen tcp 127.0.0.1:4222: bind: address already in use'; exit 1"),
+            ProcessSpec::new("clash", "sh", ctx.dir())
+                .arg("-c")
+                .arg("echo 'listen tcp 127.0.0.1:4222: bind: address already in use'; exit 1"),
         )?;
-        let err = clash.wait_ready(&Probe::http_ok("http://127.0.0.1:1/"), Duration::from_secs(10)).await.unwrap_err();
+        let err = clash
+            .wait_ready(
+                &Probe::http_ok("http://127.0.0.1:1/"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_err();
         assert!(err.is_port_conflict(), "{err}");
         Ok(())
     });
@@ -132,7 +192,12 @@ fn port_conflict_is_recognised() {
 #[test]
 fn missing_program_says_what_to_do() {
     run_test(|ctx| async move {
-        let err = ManagedProcess::spawn(ProcessSpec::new("ghost", "testbed-no-such-program", ctx.dir())).unwrap_err();
+        let err = ManagedProcess::spawn(ProcessSpec::new(
+            "ghost",
+            "testbed-no-such-program",
+            ctx.dir(),
+        ))
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "cannot start ghost (`testbed-no-such-program`): No such file or directory (os error 2); `testbed-no-such-program` was not found: run `cargo xtask doctor` to see what is missing and the command that installs it"
@@ -142,7 +207,11 @@ fn missing_program_says_what_to_do() {
 }
 
 /// Starts the fixture child as a separate test process in run `run_id`.
-fn fixture(ctx: &testbed_harness::TestContext, mode: &str, run_id: &RunId) -> anyhow::Result<(Child, u32, u32)> {
+fn fixture(
+    ctx: &testbed_harness::TestContext,
+    mode: &str,
+    run_id: &RunId,
+) -> anyhow::Result<(Child, u32, u32)> {
     let mut child = Command::new(crate::fixture_child())
         .arg(mode)
         .env("TESTBED_RUN_ID", run_id.as_str())
@@ -167,7 +236,10 @@ fn panic_in_the_test_process_leaves_nothing() {
         let status = child.wait()?;
         assert_eq!(status.code(), Some(101), "the fixture panicked");
         eventually_dead(&[leader, grandchild], Duration::from_secs(2)).await?;
-        assert!(reaper::records(&Layout::from_env(), &run).is_empty(), "teardown removed the record");
+        assert!(
+            reaper::records(&Layout::from_env(), &run).is_empty(),
+            "teardown removed the record"
+        );
         Ok(())
     });
 }
@@ -180,7 +252,11 @@ fn sigterm_of_the_test_process_leaves_nothing() {
         // SAFETY: plain kill of our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait()?;
-        assert_eq!(status.code(), Some(128 + libc::SIGTERM), "the signal thread ran teardown and exited");
+        assert_eq!(
+            status.code(),
+            Some(128 + libc::SIGTERM),
+            "the signal thread ran teardown and exited"
+        );
         eventually_dead(&[leader, grandchild], Duration::from_secs(2)).await?;
         assert!(reaper::records(&Layout::from_env(), &run).is_empty());
         Ok(())
@@ -201,9 +277,15 @@ fn sigkill_of_the_test_process_is_reaped() {
         // The parent-death signal takes the leader at once; the grandchild
         // (no such signal of its own) is what only the reaper can find.
         eventually_dead(&[leader], Duration::from_secs(2)).await?;
-        assert!(alive(grandchild), "checked from outside: the grandchild outlived the killed test");
+        assert!(
+            alive(grandchild),
+            "checked from outside: the grandchild outlived the killed test"
+        );
         let reaped = reaper::reap_run(&layout, &run);
-        assert_eq!(reaped.iter().map(|r| r.pid).collect::<Vec<_>>(), vec![grandchild]);
+        assert_eq!(
+            reaped.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            vec![grandchild]
+        );
         eventually_dead(&[grandchild], Duration::from_secs(2)).await?;
         assert!(reaper::records(&layout, &run).is_empty());
         Ok(())

@@ -14,13 +14,23 @@ async fn isolated_pair(ctx: TestContext) -> anyhow::Result<()> {
     let me = ctx.namespace();
     let mut kv = etcd.client().await?;
     kv.put(format!("owner/{me}"), me.as_str(), None).await?;
-    assert_eq!(etcd.keys("owner/").await?, vec![format!("owner/{me}")], "this etcd holds this test's key alone");
+    assert_eq!(
+        etcd.keys("owner/").await?,
+        vec![format!("owner/{me}")],
+        "this etcd holds this test's key alone"
+    );
     let client = nats.client().await?;
     let mut sub = client.subscribe("owner").await?;
     client.flush().await?;
     client.publish("owner", me.clone().into()).await?;
-    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next()).await?.expect("message");
-    assert_eq!(String::from_utf8_lossy(&msg.payload), me, "this server carried this test's message alone");
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await?
+        .expect("message");
+    assert_eq!(
+        String::from_utf8_lossy(&msg.payload),
+        me,
+        "this server carried this test's message alone"
+    );
     Ok(())
 }
 
@@ -34,6 +44,6 @@ macro_rules! isolated_pairs {
 }
 
 isolated_pairs!(
-    pair_01, pair_02, pair_03, pair_04, pair_05, pair_06, pair_07, pair_08,
-    pair_09, pair_10, pair_11, pair_12, pair_13, pair_14, pair_15, pair_16,
+    pair_01, pair_02, pair_03, pair_04, pair_05, pair_06, pair_07, pair_08, pair_09, pair_10,
+    pair_11, pair_12, pair_13, pair_14, pair_15, pair_16,
 );

@@ -15,7 +15,9 @@ fn publish_subscribe() {
         client.flush().await?;
         client.publish("greetings.en", "hello".into()).await?;
         client.flush().await?;
-        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next()).await?.expect("a message");
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await?
+            .expect("a message");
         assert_eq!(msg.subject.as_str(), "greetings.en");
         assert_eq!(&msg.payload[..], b"hello");
         Ok(())
@@ -46,7 +48,9 @@ fn request_reply() {
 
 async fn publish_and_count(js: &async_nats::jetstream::Context, n: usize) -> anyhow::Result<()> {
     for i in 0..n {
-        js.publish("orders.new", format!("order {i}").into()).await?.await?;
+        js.publish("orders.new", format!("order {i}").into())
+            .await?
+            .await?;
     }
     Ok(())
 }
@@ -54,9 +58,19 @@ async fn publish_and_count(js: &async_nats::jetstream::Context, n: usize) -> any
 async fn consume_all(js: &async_nats::jetstream::Context) -> anyhow::Result<Vec<String>> {
     use async_nats::jetstream::consumer::pull;
     let stream = js.get_stream("ORDERS").await?;
-    let consumer = stream.create_consumer(pull::Config { durable_name: None, ..Default::default() }).await?;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: None,
+            ..Default::default()
+        })
+        .await?;
     let pending = stream.get_info().await?.state.messages as usize;
-    let mut batch = consumer.fetch().max_messages(pending).expires(Duration::from_secs(2)).messages().await?;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(pending)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await?;
     let mut out = Vec::new();
     while let Some(msg) = batch.next().await {
         let msg = msg.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -79,7 +93,10 @@ fn jetstream_publish_then_consume() {
         .await?;
         publish_and_count(&js, 5).await?;
         let got = consume_all(&js).await?;
-        assert_eq!(got, (0..5).map(|i| format!("order {i}")).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            (0..5).map(|i| format!("order {i}")).collect::<Vec<_>>()
+        );
         Ok(())
     });
 }
@@ -104,7 +121,11 @@ fn jetstream_stream_survives_a_restart_on_the_same_port() {
         assert_eq!(nats.port(), port, "restarted on the same port");
         let js = nats.jetstream().await?;
         let got = consume_all(&js).await?;
-        assert_eq!(got, vec!["order 0", "order 1", "order 2"], "the stream's messages were kept");
+        assert_eq!(
+            got,
+            vec!["order 0", "order 1", "order 2"],
+            "the stream's messages were kept"
+        );
         Ok(())
     });
 }
@@ -115,8 +136,14 @@ fn sigkill_then_start_again_serves() {
         let mut nats = NatsServer::start(&ctx, NatsMode::Core).await?;
         let pid = nats.process().expect("running").pid();
         nats.kill().await;
-        assert!(testbed_harness::procinfo::stat(pid).is_none_or(|s| s.state == 'Z'), "the server is gone");
-        assert!(async_nats::connect(nats.url()).await.is_err(), "nobody serves after the kill");
+        assert!(
+            testbed_harness::procinfo::stat(pid).is_none_or(|s| s.state == 'Z'),
+            "the server is gone"
+        );
+        assert!(
+            async_nats::connect(nats.url()).await.is_err(),
+            "nobody serves after the kill"
+        );
         nats.start_again().await?;
         let client = nats.client().await?;
         client.publish("after.crash", "ok".into()).await?;
@@ -147,12 +174,21 @@ fn a_server_that_exits_at_start_is_quoted() {
         let wrapper = ctx.dir().join("nats-server");
         let real = testbed_nats::locate()?.path;
         std::fs::write(&wrapper, format!("#!/bin/sh\nif [ \"$1\" = --version ]; then exec {} --version; fi\nexec {} -c /nonexistent/testbed.conf \"$@\"\n", real.display(), real.display()))?;
-        std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         unsafe { std::env::set_var("TESTBED_NATS_SERVER", &wrapper) };
         let err = NatsServer::start(&ctx, NatsMode::Core).await.unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.starts_with("nats exited with exit code 1 before it was ready"), "{text}");
-        assert!(text.contains("/nonexistent/testbed.conf"), "the log is quoted: {text}");
+        assert!(
+            text.starts_with("nats exited with exit code 1 before it was ready"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/nonexistent/testbed.conf"),
+            "the log is quoted: {text}"
+        );
         Ok(())
     });
 }

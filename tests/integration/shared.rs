@@ -10,14 +10,21 @@ fn shared_services_are_joined_and_namespaced() {
     run_test(|ctx| async move {
         let etcd = SharedEtcd::acquire().await?;
         let again = SharedEtcd::acquire().await?;
-        assert_eq!(etcd.endpoints(), again.endpoints(), "a second user joins the same etcd");
+        assert_eq!(
+            etcd.endpoints(),
+            again.endpoints(),
+            "a second user joins the same etcd"
+        );
         let nats = SharedNats::acquire().await?;
         let ns = ctx.namespace();
         let mut kv = etcd.client().await?;
         kv.put(format!("{ns}/k"), "v", None).await?;
         let keys = testbed_etcd::keys_under(&mut kv, &format!("{ns}/")).await?;
         assert_eq!(keys, vec![format!("{ns}/k")]);
-        nats.client().await?.publish(format!("{ns}.hello"), "x".into()).await?;
+        nats.client()
+            .await?
+            .publish(format!("{ns}.hello"), "x".into())
+            .await?;
         Ok(())
     });
 }
@@ -31,13 +38,24 @@ fn last_user_stops_a_service_it_started() {
             // in its own run.
             unsafe { std::env::remove_var("ETCD_ENDPOINTS") };
         }
-        unsafe { std::env::set_var("TESTBED_RUN_ID", testbed_harness::RunId::fresh("shared").as_str()) };
+        unsafe {
+            std::env::set_var(
+                "TESTBED_RUN_ID",
+                testbed_harness::RunId::fresh("shared").as_str(),
+            )
+        };
         let etcd = SharedEtcd::acquire().await?;
         let url = etcd.endpoints()[0].clone();
         let port: u16 = url.rsplit(':').next().unwrap().parse()?;
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "the shared etcd serves");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "the shared etcd serves"
+        );
         drop(etcd);
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the last user stopped it");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "the last user stopped it"
+        );
         Ok(())
     });
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{Client, GetOptions, WatchOptions};
-use testbed_harness::{retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec, TestContext, Tool};
+use testbed_harness::{
+    retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec,
+    TestContext, Tool,
+};
 
 /// How long members may take to elect a leader.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -71,18 +74,33 @@ impl EtcdCluster {
         Self::start_with(dir, name, n, None).await
     }
 
-    async fn start_with(dir: &Path, name: &str, n: usize, shared_state: Option<PathBuf>) -> anyhow::Result<EtcdCluster> {
+    async fn start_with(
+        dir: &Path,
+        name: &str,
+        n: usize,
+        shared_state: Option<PathBuf>,
+    ) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!(n >= 1, "an etcd cluster needs at least one member, got {n}");
         let binary = locate()?.path;
         let timing = if n == 1 {
-            RaftTiming { heartbeat_ms: 10, election_ms: 100 }
+            RaftTiming {
+                heartbeat_ms: 10,
+                election_ms: 100,
+            }
         } else {
-            RaftTiming { heartbeat_ms: 25, election_ms: 500 }
+            RaftTiming {
+                heartbeat_ms: 25,
+                election_ms: 500,
+            }
         };
         retry_on_port_conflict(name, || async {
             let mut members = Vec::new();
             for i in 0..n {
-                let member_name = if n == 1 { name.to_owned() } else { format!("{name}-{i}") };
+                let member_name = if n == 1 {
+                    name.to_owned()
+                } else {
+                    format!("{name}-{i}")
+                };
                 members.push(Member {
                     data_dir: dir.join(format!("{member_name}-data")),
                     name: member_name.clone(),
@@ -94,7 +112,11 @@ impl EtcdCluster {
             let mut cluster = EtcdCluster {
                 binary: binary.clone(),
                 log_dir: dir.to_owned(),
-                token: format!("testbed-{}-{}", std::process::id(), members[0].client_port.port()),
+                token: format!(
+                    "testbed-{}-{}",
+                    std::process::id(),
+                    members[0].client_port.port()
+                ),
                 timing,
                 shared_state: shared_state.clone(),
                 members,
@@ -111,7 +133,11 @@ impl EtcdCluster {
     }
 
     fn initial_cluster(&self) -> String {
-        self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn spawn_member(&mut self, i: usize) -> Result<(), ProcessError> {
@@ -122,11 +148,29 @@ impl EtcdCluster {
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&m.data_dir)
-            .args(["--listen-client-urls", &m.client_url(), "--advertise-client-urls", &m.client_url()])
-            .args(["--listen-peer-urls", &m.peer_url(), "--initial-advertise-peer-urls", &m.peer_url()])
-            .args(["--initial-cluster", &initial_cluster, "--initial-cluster-token", &self.token])
+            .args([
+                "--listen-client-urls",
+                &m.client_url(),
+                "--advertise-client-urls",
+                &m.client_url(),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &m.peer_url(),
+                "--initial-advertise-peer-urls",
+                &m.peer_url(),
+            ])
+            .args([
+                "--initial-cluster",
+                &initial_cluster,
+                "--initial-cluster-token",
+                &self.token,
+            ])
             .args(["--initial-cluster-state", "new"])
-            .args(["--heartbeat-interval", &self.timing.heartbeat_ms.to_string()])
+            .args([
+                "--heartbeat-interval",
+                &self.timing.heartbeat_ms.to_string(),
+            ])
             .args(["--election-timeout", &self.timing.election_ms.to_string()])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .stop_grace(Duration::from_secs(5));
@@ -138,18 +182,26 @@ impl EtcdCluster {
 
     async fn wait_member(&mut self, i: usize) -> Result<(), ProcessError> {
         let url = self.members[i].client_url();
-        let probe = Probe::custom(format!("etcd-client status of {url} naming a leader"), move || {
-            let url = url.clone();
-            async move {
-                let mut client = Client::connect([url.as_str()], None).await.map_err(|e| e.to_string())?;
-                let status = client.status().await.map_err(|e| e.to_string())?;
-                if status.leader() == 0 {
-                    return Err("no leader elected yet".into());
+        let probe = Probe::custom(
+            format!("etcd-client status of {url} naming a leader"),
+            move || {
+                let url = url.clone();
+                async move {
+                    let mut client = Client::connect([url.as_str()], None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = client.status().await.map_err(|e| e.to_string())?;
+                    if status.leader() == 0 {
+                        return Err("no leader elected yet".into());
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        });
-        let process = self.members[i].process.as_mut().expect("member was spawned");
+            },
+        );
+        let process = self.members[i]
+            .process
+            .as_mut()
+            .expect("member was spawned");
         process.wait_ready(&probe, READY_TIMEOUT).await
     }
 
@@ -160,7 +212,11 @@ impl EtcdCluster {
 
     /// Client URLs of the members that run now.
     pub fn live_endpoints(&self) -> Vec<String> {
-        self.members.iter().filter(|m| m.process.is_some()).map(Member::client_url).collect()
+        self.members
+            .iter()
+            .filter(|m| m.process.is_some())
+            .map(Member::client_url)
+            .collect()
     }
 
     /// The variables that point another process at this cluster
@@ -182,13 +238,17 @@ impl EtcdCluster {
     /// A client over every member's endpoint.
     pub async fn client(&self) -> anyhow::Result<Client> {
         let endpoints = self.endpoints();
-        Client::connect(&endpoints, None).await.with_context(|| format!("connect to etcd at {endpoints:?}"))
+        Client::connect(&endpoints, None)
+            .await
+            .with_context(|| format!("connect to etcd at {endpoints:?}"))
     }
 
     /// A client of member `i` alone.
     pub async fn member_client(&self, i: usize) -> anyhow::Result<Client> {
         let url = self.members[i].client_url();
-        Client::connect([url.as_str()], None).await.with_context(|| format!("connect to etcd member at {url}"))
+        Client::connect([url.as_str()], None)
+            .await
+            .with_context(|| format!("connect to etcd member at {url}"))
     }
 
     /// Stops member `i` (SIGTERM, grace, SIGKILL); its data stays.
@@ -207,7 +267,11 @@ impl EtcdCluster {
 
     /// Starts a stopped member again on its ports, with its data: it rejoins.
     pub async fn start_member(&mut self, i: usize) -> anyhow::Result<()> {
-        anyhow::ensure!(self.members[i].process.is_none(), "member {} is still running", self.members[i].name);
+        anyhow::ensure!(
+            self.members[i].process.is_none(),
+            "member {} is still running",
+            self.members[i].name
+        );
         self.spawn_member(i)?;
         self.wait_member(i).await?;
         Ok(())
@@ -226,8 +290,17 @@ impl EtcdCluster {
 
 /// Every key under `prefix` through `client`, sorted.
 pub async fn keys_under(client: &mut Client, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let resp = client.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only())).await?;
-    let mut keys: Vec<String> = resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect();
+    let resp = client
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await?;
+    let mut keys: Vec<String> = resp
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
     keys.sort();
     Ok(keys)
 }
@@ -249,7 +322,9 @@ pub struct KeyWatch {
 impl KeyWatch {
     /// Watches `prefix` through `client`.
     pub async fn new(client: &mut Client, prefix: &str) -> anyhow::Result<KeyWatch> {
-        let stream = client.watch(prefix, Some(WatchOptions::new().with_prefix())).await?;
+        let stream = client
+            .watch(prefix, Some(WatchOptions::new().with_prefix()))
+            .await?;
         Ok(KeyWatch { stream })
     }
 
@@ -261,7 +336,10 @@ impl KeyWatch {
                 .with_context(|| format!("no etcd key change within {timeout:?}"))??
                 .context("the etcd watch stream ended")?;
             if let Some(event) = resp.events().first() {
-                let key = event.kv().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).unwrap_or_default();
+                let key = event
+                    .kv()
+                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                    .unwrap_or_default();
                 return Ok(match event.event_type() {
                     etcd_client::EventType::Put => KeyEvent::Put(key),
                     etcd_client::EventType::Delete => KeyEvent::Delete(key),
@@ -285,16 +363,27 @@ impl SharedEtcd {
     /// Joins (or starts) the run's shared etcd.
     pub async fn acquire() -> anyhow::Result<SharedEtcd> {
         if let Ok(endpoints) = std::env::var("ETCD_ENDPOINTS") {
-            return Ok(SharedEtcd { endpoints: endpoints.split(',').map(str::to_owned).collect(), _lease: None });
+            return Ok(SharedEtcd {
+                endpoints: endpoints.split(',').map(str::to_owned).collect(),
+                _lease: None,
+            });
         }
         let (endpoints, lease) = testbed_harness::shared::acquire("etcd", |start| async move {
-            let mut cluster = EtcdCluster::start_with(&start.dir, "shared-etcd", 1, Some(start.state_file)).await?;
+            let mut cluster =
+                EtcdCluster::start_with(&start.dir, "shared-etcd", 1, Some(start.state_file))
+                    .await?;
             let endpoints = cluster.endpoints().join(",");
-            let process = cluster.members[0].process.take().expect("a started member has a process");
+            let process = cluster.members[0]
+                .process
+                .take()
+                .expect("a started member has a process");
             Ok((process.detach(), endpoints))
         })
         .await?;
-        Ok(SharedEtcd { endpoints: endpoints.split(',').map(str::to_owned).collect(), _lease: Some(lease) })
+        Ok(SharedEtcd {
+            endpoints: endpoints.split(',').map(str::to_owned).collect(),
+            _lease: Some(lease),
+        })
     }
 
     /// The client URLs.
@@ -304,7 +393,9 @@ impl SharedEtcd {
 
     /// A new client.
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.endpoints, None).await.with_context(|| format!("connect to etcd at {:?}", self.endpoints))
+        Client::connect(&self.endpoints, None)
+            .await
+            .with_context(|| format!("connect to etcd at {:?}", self.endpoints))
     }
 }
 

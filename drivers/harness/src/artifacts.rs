@@ -26,7 +26,12 @@ impl TestContext {
         let run_id = RunId::current();
         let dir = layout.run_artifacts(&run_id).join(sanitize(name));
         Layout::ensure_dir(&dir)?;
-        Ok(TestContext { name: name.to_owned(), dir, run_id, layout })
+        Ok(TestContext {
+            name: name.to_owned(),
+            dir,
+            run_id,
+            layout,
+        })
     }
 
     /// The test's full name (`family::case`).
@@ -78,12 +83,23 @@ impl TestContext {
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '.' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '.'
+            }
+        })
+        .collect()
 }
 
 /// Whether artifacts of passing tests are kept.
 fn keep_logs() -> bool {
-    matches!(std::env::var("TESTBED_KEEP_LOGS").as_deref(), Ok("1") | Ok("true"))
+    matches!(
+        std::env::var("TESTBED_KEEP_LOGS").as_deref(),
+        Ok("1") | Ok("true")
+    )
 }
 
 /// The current test's name: libtest names the test's thread after it.
@@ -102,7 +118,11 @@ struct KeepOnPanic<'a>(&'a TestContext);
 impl Drop for KeepOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("testbed: test {} panicked; logs kept in {}", self.0.name, self.0.dir.display());
+            eprintln!(
+                "testbed: test {} panicked; logs kept in {}",
+                self.0.name,
+                self.0.dir.display()
+            );
         }
     }
 }
@@ -119,12 +139,22 @@ where
     let ctx = TestContext::new(&current_test_name()).expect("create the test's artifact folder");
     let log_file = std::fs::File::create(ctx.dir.join("test.log")).expect("create test.log");
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::try_from_env("TESTBED_LOG").unwrap_or_else(|_| "info".into()))
-        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(log_file)))
+        .with(
+            tracing_subscriber::EnvFilter::try_from_env("TESTBED_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log_file)),
+        )
         .with(tracing_subscriber::fmt::layer().with_test_writer());
     let _default = tracing::subscriber::set_default(subscriber);
     let guard = KeepOnPanic(&ctx);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("build a Tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build a Tokio runtime");
     let result = runtime.block_on(body(ctx.clone()));
     drop(runtime);
     drop(guard);
@@ -134,6 +164,9 @@ where
                 let _ = std::fs::remove_dir_all(&ctx.dir);
             }
         }
-        Err(e) => panic!("{e:?}\n\ntestbed: logs of this test are in {}", ctx.dir.display()),
+        Err(e) => panic!(
+            "{e:?}\n\ntestbed: logs of this test are in {}",
+            ctx.dir.display()
+        ),
     }
 }

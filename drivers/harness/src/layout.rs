@@ -29,7 +29,13 @@ impl Layout {
             .unwrap_or_else(compiled_repo_root);
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
-            .map(|p| if p.is_absolute() { p } else { repo_root.join(p) })
+            .map(|p| {
+                if p.is_absolute() {
+                    p
+                } else {
+                    repo_root.join(p)
+                }
+            })
             .unwrap_or_else(|| repo_root.join("target"));
         let cache_dir = std::env::var_os("TESTBED_CACHE_DIR")
             .map(PathBuf::from)
@@ -37,7 +43,12 @@ impl Layout {
         let state_dir = std::env::var_os("TESTBED_STATE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(default_state_dir);
-        Layout { repo_root, target_dir, cache_dir, state_dir }
+        Layout {
+            repo_root,
+            target_dir,
+            cache_dir,
+            state_dir,
+        }
     }
 
     /// `target/testbed/<run-id>/`: every per-test artifact folder of one run.
@@ -60,9 +71,10 @@ impl Layout {
 fn compiled_repo_root() -> PathBuf {
     // drivers/harness -> repo root; fixed at build time, which is what a
     // bisect worktree wants: each build finds its own tree.
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 fn default_cache_dir() -> PathBuf {

@@ -69,7 +69,8 @@ pub struct PythonEnvPin {
 impl Pins {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Pins> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the pins manifest {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the pins manifest {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("malformed pins manifest {}", path.display()))
     }
 
@@ -92,12 +93,19 @@ mod tests {
     fn repo_manifest_parses() {
         let pins = Pins::from_repo().unwrap();
         assert_eq!(pins.dynamo.version, "1.6.1");
-        assert!(crate::Layout::from_env().repo_root.join(&pins.dynamo.lock).is_file(), "the Dynamo lock file exists");
+        assert!(
+            crate::Layout::from_env()
+                .repo_root
+                .join(&pins.dynamo.lock)
+                .is_file(),
+            "the Dynamo lock file exists"
+        );
     }
 
     #[test]
     fn unknown_key_is_rejected() {
-        let text = std::fs::read_to_string(crate::Layout::from_env().pins_file()).unwrap() + "\n[nats]\nversion = \"1\"\n";
+        let text = std::fs::read_to_string(crate::Layout::from_env().pins_file()).unwrap()
+            + "\n[nats]\nversion = \"1\"\n";
         let err = Pins::parse(&text).unwrap_err();
         assert!(err.to_string().contains("unknown field `nats`"), "{err}");
     }

@@ -39,7 +39,10 @@ impl PortRange {
     /// (32768–60999) so that outgoing connections never take a leased port,
     /// and at most 32767 because Dynamo parses its worker system port as a
     /// signed 16-bit integer.
-    pub const DEFAULT: PortRange = PortRange { first: 20000, last: 32767 };
+    pub const DEFAULT: PortRange = PortRange {
+        first: 20000,
+        last: 32767,
+    };
 
     /// Number of ports in the range.
     pub fn len(&self) -> u32 {
@@ -62,7 +65,9 @@ impl FromStr for PortRange {
 
     /// Accepts `FIRST-LAST` with 1024 <= FIRST <= LAST <= 65535.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || format!("invalid port range {s:?}: expected FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, e.g. 20000-32767");
+        let err = || {
+            format!("invalid port range {s:?}: expected FIRST-LAST with 1024 <= FIRST <= LAST <= 65535, e.g. 20000-32767")
+        };
         let (a, b) = s.split_once('-').ok_or_else(err)?;
         let first: u16 = a.trim().parse().map_err(|_| err())?;
         let last: u16 = b.trim().parse().map_err(|_| err())?;
@@ -112,7 +117,10 @@ impl PortLease {
 
     /// Leases a free port from `range`, recording it in the registry held in
     /// `registry_dir`.
-    pub fn allocate_with_registry(range: PortRange, registry_dir: &Path) -> anyhow::Result<PortLease> {
+    pub fn allocate_with_registry(
+        range: PortRange,
+        registry_dir: &Path,
+    ) -> anyhow::Result<PortLease> {
         crate::Layout::ensure_dir(registry_dir)?;
         let me = procinfo::me();
         let now = unix_now();
@@ -143,7 +151,10 @@ impl PortLease {
     /// Leases a port from the default range for the process `name`, in the
     /// error type process start-up uses.
     pub fn allocate_for(name: &str) -> Result<PortLease, crate::ProcessError> {
-        Self::allocate().map_err(|e| crate::ProcessError::NoPort { name: name.to_owned(), reason: format!("{e:#}") })
+        Self::allocate().map_err(|e| crate::ProcessError::NoPort {
+            name: name.to_owned(),
+            reason: format!("{e:#}"),
+        })
     }
 
     /// The leased port number.
@@ -177,7 +188,9 @@ fn with_registry<T>(
         .open(&path)
         .with_context(|| format!("cannot open the port registry {}", path.display()))?;
     let mut lock = fd_lock::RwLock::new(file);
-    let mut guard = lock.write().with_context(|| format!("cannot lock the port registry {}", path.display()))?;
+    let mut guard = lock
+        .write()
+        .with_context(|| format!("cannot lock the port registry {}", path.display()))?;
     let mut text = String::new();
     guard.read_to_string(&mut text)?;
     // A registry damaged by a crash mid-write is rebuilt: leases are
@@ -200,12 +213,18 @@ fn bindable(port: u16) -> bool {
 /// Where a scan starts, spread by pid and time so that parallel allocators
 /// rarely contend for the same first candidate.
 fn start_offset(range: PortRange) -> u32 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     (std::process::id().wrapping_mul(7919) ^ nanos) % range.len()
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Reads the registry without changing it: `(port, owner pid)` of every
@@ -220,7 +239,10 @@ pub fn live_leases(registry_dir: &Path) -> anyhow::Result<Vec<(u16, u32)>> {
     let now = unix_now();
     Ok(leases
         .into_iter()
-        .filter(|(_, r)| r.expires_unix > now && procinfo::is_same_process_alive(r.owner_pid, r.owner_start_ticks))
+        .filter(|(_, r)| {
+            r.expires_unix > now
+                && procinfo::is_same_process_alive(r.owner_pid, r.owner_start_ticks)
+        })
         .map(|(p, r)| (p, r.owner_pid))
         .collect())
 }
@@ -245,8 +267,22 @@ mod tests {
         };
         let cases: Vec<(&str, &str, Result<PortRange, String>)> = vec![
             ("default form", "20000-32767", Ok(PortRange::DEFAULT)),
-            ("single port", "30000-30000", Ok(PortRange { first: 30000, last: 30000 })),
-            ("spaces", " 2000 - 3000 ", Ok(PortRange { first: 2000, last: 3000 })),
+            (
+                "single port",
+                "30000-30000",
+                Ok(PortRange {
+                    first: 30000,
+                    last: 30000,
+                }),
+            ),
+            (
+                "spaces",
+                " 2000 - 3000 ",
+                Ok(PortRange {
+                    first: 2000,
+                    last: 3000,
+                }),
+            ),
             ("reversed", "3000-2000", expected_err("3000-2000")),
             ("privileged", "80-90", expected_err("80-90")),
             ("too high", "60000-70000", expected_err("60000-70000")),
@@ -260,9 +296,13 @@ mod tests {
     #[test]
     fn leases_are_distinct_and_released() {
         let dir = tempdir();
-        let range = PortRange { first: 31000, last: 31063 };
-        let leases: Vec<PortLease> =
-            (0..32).map(|_| PortLease::allocate_with_registry(range, &dir).unwrap()).collect();
+        let range = PortRange {
+            first: 31000,
+            last: 31063,
+        };
+        let leases: Vec<PortLease> = (0..32)
+            .map(|_| PortLease::allocate_with_registry(range, &dir).unwrap())
+            .collect();
         let mut ports: Vec<u16> = leases.iter().map(|l| l.port()).collect();
         ports.sort_unstable();
         ports.dedup();
@@ -270,7 +310,11 @@ mod tests {
         assert!(ports.iter().all(|p| range.contains(*p)));
         assert_eq!(live_leases(&dir).unwrap().len(), 32);
         drop(leases);
-        assert_eq!(live_leases(&dir).unwrap().len(), 0, "dropping a lease releases it");
+        assert_eq!(
+            live_leases(&dir).unwrap().len(),
+            0,
+            "dropping a lease releases it"
+        );
     }
 
     #[test]
@@ -278,7 +322,10 @@ mod tests {
         let dir = tempdir();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let taken = listener.local_addr().unwrap().port();
-        let range = PortRange { first: taken, last: taken };
+        let range = PortRange {
+            first: taken,
+            last: taken,
+        };
         let err = PortLease::allocate_with_registry(range, &dir).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -290,7 +337,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "testbed-ports-{}-{}",
             std::process::id(),
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         fs::create_dir_all(&dir).unwrap();
         dir

@@ -61,7 +61,11 @@ impl Probe {
         expectation: impl Into<String>,
         predicate: impl Fn(u16, &str) -> Result<(), String> + Send + Sync + 'static,
     ) -> Probe {
-        Probe::Http { url: url.into(), expectation: expectation.into(), predicate: Arc::new(predicate) }
+        Probe::Http {
+            url: url.into(),
+            expectation: expectation.into(),
+            predicate: Arc::new(predicate),
+        }
     }
 
     /// Ready once `attempt` resolves to `Ok(())`.
@@ -70,14 +74,20 @@ impl Probe {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        Probe::Custom { description: description.into(), attempt: Arc::new(move || Box::pin(attempt())) }
+        Probe::Custom {
+            description: description.into(),
+            attempt: Arc::new(move || Box::pin(attempt())),
+        }
     }
 
     /// Makes one attempt, bounded by `limit`.
     pub async fn attempt(&self, limit: Duration) -> Result<(), String> {
         let work = async {
             match self {
-                Probe::Tcp(addr) => tokio::net::TcpStream::connect(addr).await.map(drop).map_err(|e| e.to_string()),
+                Probe::Tcp(addr) => tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
                 Probe::Http { url, predicate, .. } => {
                     let client = http_client();
                     let resp = client.get(url).send().await.map_err(|e| error_chain(&e))?;
@@ -99,7 +109,9 @@ impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Probe::Tcp(addr) => write!(f, "TCP connect to {addr}"),
-            Probe::Http { url, expectation, .. } => write!(f, "HTTP GET {url} expecting {expectation}"),
+            Probe::Http {
+                url, expectation, ..
+            } => write!(f, "HTTP GET {url} expecting {expectation}"),
             Probe::Custom { description, .. } => f.write_str(description),
         }
     }
@@ -114,7 +126,12 @@ impl fmt::Debug for Probe {
 fn http_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT
-        .get_or_init(|| reqwest::Client::builder().no_proxy().build().expect("build the probe HTTP client"))
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("build the probe HTTP client")
+        })
         .clone()
 }
 

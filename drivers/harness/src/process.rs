@@ -45,7 +45,11 @@ pub struct ProcessSpec {
 
 impl ProcessSpec {
     /// A process called `name` running `program`, logging into `log_dir`.
-    pub fn new(name: impl Into<String>, program: impl AsRef<OsStr>, log_dir: impl Into<PathBuf>) -> ProcessSpec {
+    pub fn new(
+        name: impl Into<String>,
+        program: impl AsRef<OsStr>,
+        log_dir: impl Into<PathBuf>,
+    ) -> ProcessSpec {
         ProcessSpec {
             name: name.into(),
             program: program.as_ref().to_owned(),
@@ -70,13 +74,15 @@ impl ProcessSpec {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     /// Sets one environment variable.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -103,7 +109,10 @@ impl ProcessSpec {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -172,7 +181,9 @@ impl ProcessError {
         match self {
             ProcessError::ExitedEarly { tail, .. } => {
                 let t = tail.to_ascii_lowercase();
-                t.contains("address already in use") || t.contains("addrinuse") || t.contains("bind: address")
+                t.contains("address already in use")
+                    || t.contains("addrinuse")
+                    || t.contains("bind: address")
             }
             _ => false,
         }
@@ -195,7 +206,10 @@ pub struct ManagedProcess {
 
 impl fmt::Debug for ManagedProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagedProcess").field("name", &self.name).field("pgid", &self.pgid).finish()
+        f.debug_struct("ManagedProcess")
+            .field("name", &self.name)
+            .field("pgid", &self.pgid)
+            .finish()
     }
 }
 
@@ -216,7 +230,8 @@ impl ManagedProcess {
             hint,
         };
         let log_path = spec.log_dir.join(format!("{}.log", spec.name));
-        let log = open_log(&spec.log_dir, &log_path, &command_line).map_err(|e| spawn_error(e, String::new()))?;
+        let log = open_log(&spec.log_dir, &log_path, &command_line)
+            .map_err(|e| spawn_error(e, String::new()))?;
         let stdout = log.try_clone().map_err(|e| spawn_error(e, String::new()))?;
 
         let mut command = tokio::process::Command::new(&spec.program);
@@ -339,7 +354,11 @@ impl ManagedProcess {
     /// Tries `probe` until it succeeds or `timeout` passes, watching the
     /// process all the while: if it exits first, the error says so at once
     /// and quotes its log.
-    pub async fn wait_ready(&mut self, probe: &Probe, timeout: Duration) -> Result<(), ProcessError> {
+    pub async fn wait_ready(
+        &mut self,
+        probe: &Probe,
+        timeout: Duration,
+    ) -> Result<(), ProcessError> {
         let start = Instant::now();
         let mut last_error = String::from("no attempt finished");
         loop {
@@ -389,12 +408,14 @@ impl ManagedProcess {
     /// Stops the group: SIGTERM, up to the grace period for every member to
     /// exit, then SIGKILL. Returns the leader's exit status.
     pub async fn stop(&mut self) -> ExitStatus {
-        self.teardown_with(self.stop_grace, |d| Box::pin(tokio::time::sleep(d))).await
+        self.teardown_with(self.stop_grace, |d| Box::pin(tokio::time::sleep(d)))
+            .await
     }
 
     /// Kills the group at once (SIGKILL) and waits for it.
     pub async fn kill(&mut self) -> ExitStatus {
-        self.teardown_with(Duration::ZERO, |d| Box::pin(tokio::time::sleep(d))).await
+        self.teardown_with(Duration::ZERO, |d| Box::pin(tokio::time::sleep(d)))
+            .await
     }
 
     async fn teardown_with(
@@ -417,7 +438,8 @@ impl ManagedProcess {
         }
         self.forget();
         tracing::info!(name = %self.name, took = ?started.elapsed(), "stopped");
-        self.exit_status.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL))
+        self.exit_status
+            .unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL))
     }
 
     fn group_alive(&mut self) -> bool {
@@ -484,7 +506,8 @@ pub fn terminate_group(pgid: u32, leader_start_ticks: u64, grace: Duration) {
     signal_group(pgid, libc::SIGTERM);
     signal_group(pgid, libc::SIGCONT);
     let started = Instant::now();
-    while started.elapsed() < grace && !procinfo::group_members(pgid, leader_start_ticks).is_empty() {
+    while started.elapsed() < grace && !procinfo::group_members(pgid, leader_start_ticks).is_empty()
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     for member in procinfo::group_members(pgid, leader_start_ticks) {
@@ -529,14 +552,18 @@ fn open_log(dir: &Path, path: &Path, command: &str) -> std::io::Result<File> {
 
 /// The last `n` lines of the file at `path` (empty if unreadable).
 pub fn tail_of(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Wall-clock time as `seconds.millis` since the Unix epoch.
 pub fn timestamp() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}.{:03}", now.as_secs(), now.subsec_millis())
 }
 

@@ -42,7 +42,9 @@ pub fn is_same_process_alive(pid: u32, start_ticks: u64) -> bool {
 
 /// Every live (non-zombie) process on the machine.
 pub fn all() -> Vec<ProcStat> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(stat)
@@ -54,7 +56,10 @@ pub fn all() -> Vec<ProcStat> {
 /// `not_before_ticks`: a group id reused by an unrelated, older process group
 /// is never matched.
 pub fn group_members(pgid: u32, not_before_ticks: u64) -> Vec<ProcStat> {
-    all().into_iter().filter(|s| s.pgid == pgid && s.start_ticks >= not_before_ticks).collect()
+    all()
+        .into_iter()
+        .filter(|s| s.pgid == pgid && s.start_ticks >= not_before_ticks)
+        .collect()
 }
 
 /// The command line of `pid`, arguments joined by spaces.
@@ -82,6 +87,9 @@ mod tests {
         let me = me();
         assert_eq!(me.pid, std::process::id());
         assert!(is_same_process_alive(me.pid, me.start_ticks));
-        assert!(!is_same_process_alive(me.pid, me.start_ticks + 1), "a different start time is a different process");
+        assert!(
+            !is_same_process_alive(me.pid, me.start_ticks + 1),
+            "a different start time is a different process"
+        );
     }
 }

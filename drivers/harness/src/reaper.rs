@@ -59,10 +59,17 @@ fn procs_dir(layout: &Layout, run_id: &RunId) -> PathBuf {
 
 /// Records a live group; returns the record's path, to pass to
 /// [`unregister`] once the group is gone.
-pub fn register(layout: &Layout, run_id: &RunId, record: &ProcessRecord) -> anyhow::Result<PathBuf> {
+pub fn register(
+    layout: &Layout,
+    run_id: &RunId,
+    record: &ProcessRecord,
+) -> anyhow::Result<PathBuf> {
     let dir = procs_dir(layout, run_id);
     Layout::ensure_dir(&dir)?;
-    let path = dir.join(format!("{}-{}.json", record.pgid, record.leader_start_ticks));
+    let path = dir.join(format!(
+        "{}-{}.json",
+        record.pgid, record.leader_start_ticks
+    ));
     fs::write(&path, serde_json::to_vec_pretty(record)?)?;
     Ok(path)
 }
@@ -78,7 +85,9 @@ pub fn records(layout: &Layout, run_id: &RunId) -> Vec<(PathBuf, ProcessRecord)>
 }
 
 fn read_records(dir: &Path) -> Vec<(PathBuf, ProcessRecord)> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -113,7 +122,9 @@ pub fn reap_run(layout: &Layout, run_id: &RunId) -> Vec<Reaped> {
 /// SIGKILLed test or xtask left behind.
 pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
     let mut reaped = Vec::new();
-    let Ok(runs) = fs::read_dir(runs_dir(layout)) else { return reaped };
+    let Ok(runs) = fs::read_dir(runs_dir(layout)) else {
+        return reaped;
+    };
     for run in runs.filter_map(|e| e.ok()) {
         let run_name = run.file_name().to_string_lossy().into_owned();
         let dir = run.path().join("procs");
@@ -141,7 +152,11 @@ fn kill_group(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
         // SAFETY: kill has no memory preconditions; the pid was just matched
         // by group and start time.
         unsafe { libc::kill(member.pid as i32, libc::SIGKILL) };
-        reaped.push(Reaped { pid: member.pid, command, run_id: run_id.to_owned() });
+        reaped.push(Reaped {
+            pid: member.pid,
+            command,
+            run_id: run_id.to_owned(),
+        });
     }
     reaped
 }

@@ -36,7 +36,9 @@ impl RunId {
     pub fn parse(id: &str) -> Result<RunId, String> {
         let ok = !id.is_empty()
             && id.len() <= 64
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok {
             Ok(RunId(id.to_owned()))
         } else {
@@ -71,7 +73,7 @@ mod tests {
             ("slash", "a/b", Err("invalid run id \"a/b\": expected 1 to 64 of ASCII letters, digits, '-' and '_'")),
         ];
         for (name, input, expected) in cases {
-            let got = RunId::parse(input).map(|_| ()).map_err(|e| e);
+            let got = RunId::parse(input).map(|_| ());
             assert_eq!(got, expected.map_err(|e| e.to_owned()), "case {name}");
         }
     }

@@ -62,31 +62,60 @@ where
     let lock_file = dir.join(format!("{key}.lock"));
     let me = procinfo::me();
     let mut lock = open_lock(&lock_file)?;
-    let _guard = lock.write().with_context(|| format!("lock {}", lock_file.display()))?;
-    let mut state = read_state(&state_file).filter(|s| !procinfo::group_members(s.pgid, s.leader_start_ticks).is_empty());
+    let _guard = lock
+        .write()
+        .with_context(|| format!("lock {}", lock_file.display()))?;
+    let mut state = read_state(&state_file)
+        .filter(|s| !procinfo::group_members(s.pgid, s.leader_start_ticks).is_empty());
     if state.is_none() {
         let service_dir = layout.run_artifacts(&run_id).join("shared");
         Layout::ensure_dir(&service_dir)?;
-        let ((pgid, leader_start_ticks), value) =
-            start(StartShared { dir: service_dir, state_file: state_file.clone() }).await?;
-        state = Some(SharedState { pgid, leader_start_ticks, value, users: Vec::new() });
+        let ((pgid, leader_start_ticks), value) = start(StartShared {
+            dir: service_dir,
+            state_file: state_file.clone(),
+        })
+        .await?;
+        state = Some(SharedState {
+            pgid,
+            leader_start_ticks,
+            value,
+            users: Vec::new(),
+        });
     }
     let mut state = state.expect("set above");
-    state.users.retain(|(pid, start)| procinfo::is_same_process_alive(*pid, *start));
+    state
+        .users
+        .retain(|(pid, start)| procinfo::is_same_process_alive(*pid, *start));
     state.users.push((me.pid, me.start_ticks));
     std::fs::write(&state_file, serde_json::to_vec(&state)?)?;
-    Ok((state.value, SharedLease { state_file, lock_file }))
+    Ok((
+        state.value,
+        SharedLease {
+            state_file,
+            lock_file,
+        },
+    ))
 }
 
 impl Drop for SharedLease {
     fn drop(&mut self) {
-        let Ok(mut lock) = open_lock(&self.lock_file) else { return };
+        let Ok(mut lock) = open_lock(&self.lock_file) else {
+            return;
+        };
         let Ok(_guard) = lock.write() else { return };
-        let Some(mut state) = read_state(&self.state_file) else { return };
+        let Some(mut state) = read_state(&self.state_file) else {
+            return;
+        };
         let me = procinfo::me();
-        state.users.retain(|u| *u != (me.pid, me.start_ticks) && procinfo::is_same_process_alive(u.0, u.1));
+        state.users.retain(|u| {
+            *u != (me.pid, me.start_ticks) && procinfo::is_same_process_alive(u.0, u.1)
+        });
         if state.users.is_empty() {
-            crate::process::terminate_group(state.pgid, state.leader_start_ticks, Duration::from_secs(5));
+            crate::process::terminate_group(
+                state.pgid,
+                state.leader_start_ticks,
+                Duration::from_secs(5),
+            );
             let _ = std::fs::remove_file(&self.state_file);
         } else if let Ok(bytes) = serde_json::to_vec(&state) {
             let _ = std::fs::write(&self.state_file, bytes);
@@ -96,8 +125,11 @@ impl Drop for SharedLease {
 
 /// Whether the shared service behind `state_file` has a live user.
 pub fn has_live_users(state_file: &Path) -> bool {
-    read_state(state_file)
-        .is_some_and(|s| s.users.iter().any(|(pid, start)| procinfo::is_same_process_alive(*pid, *start)))
+    read_state(state_file).is_some_and(|s| {
+        s.users
+            .iter()
+            .any(|(pid, start)| procinfo::is_same_process_alive(*pid, *start))
+    })
 }
 
 fn read_state(path: &Path) -> Option<SharedState> {

