@@ -93,3 +93,120 @@ mod tests {
         );
     }
 }
+
+/// A TCP socket in LISTEN state and the process holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The process.
+    pub pid: u32,
+    /// Its command line.
+    pub command: String,
+    /// The local address.
+    pub addr: std::net::SocketAddr,
+}
+
+/// Every TCP listener (IPv4 and IPv6) held by one of `pids`: read from
+/// `/proc/net/tcp*` and matched to processes through their socket inodes.
+pub fn listeners(pids: &[u32]) -> Vec<Listener> {
+    let mut by_inode = std::collections::HashMap::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            if let Some(addr) = parse_proc_addr(f[1]) {
+                by_inode.insert(f[9].to_owned(), addr);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for &pid in pids {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(|e| e.ok()) {
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
+                if let Some(addr) = by_inode.get(inode) {
+                    out.push(Listener {
+                        pid,
+                        command: cmdline(pid).unwrap_or_default(),
+                        addr: *addr,
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|l| (l.pid, l.addr));
+    out.dedup();
+    out
+}
+
+/// Parses `0100007F:1F90` (IPv4) or the 32-hex-digit IPv6 form.
+fn parse_proc_addr(s: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.swap_bytes()).into(),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)
+                    .ok()?
+                    .swap_bytes();
+                chunk.copy_from_slice(&word.to_be_bytes());
+            }
+            std::net::Ipv6Addr::from(bytes).into()
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+
+    #[test]
+    fn proc_addresses_parse() {
+        let cases = [
+            ("loopback v4", "0100007F:1F90", "127.0.0.1:8080"),
+            ("wildcard v4", "00000000:0050", "0.0.0.0:80"),
+            (
+                "wildcard v6",
+                "00000000000000000000000000000000:1F90",
+                "[::]:8080",
+            ),
+            (
+                "loopback v6",
+                "00000000000000000000000001000000:0016",
+                "[::1]:22",
+            ),
+        ];
+        for (name, input, expected) in cases {
+            assert_eq!(
+                parse_proc_addr(input).map(|a| a.to_string()).as_deref(),
+                Some(expected),
+                "case {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn own_listener_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let found = listeners(&[std::process::id()]);
+        assert!(found.iter().any(|x| x.addr == addr), "{found:?}");
+    }
+}

@@ -1,0 +1,247 @@
+//! An OpenAI-compatible client for the frontend: chat and completions,
+//! streaming (SSE, with per-event arrival times) or not, and the raw
+//! request for error-contract tests.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// A client of one frontend.
+#[derive(Debug, Clone)]
+pub struct OpenAiClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// An HTTP answer: status and body as JSON (or `Null` when not JSON).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The body parsed as JSON, `Value::Null` if it is not JSON.
+    pub json: Value,
+    /// The body as text.
+    pub text: String,
+}
+
+/// One server-sent event of a stream.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// The `data:` payload (`[DONE]` for the last).
+    pub data: String,
+    /// When it arrived, since the request was sent.
+    pub at: Duration,
+}
+
+/// A finished stream.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// HTTP status.
+    pub status: u16,
+    /// Every event, in order.
+    pub events: Vec<SseEvent>,
+}
+
+impl Stream {
+    /// The events' payloads parsed as JSON (without `[DONE]`).
+    pub fn chunks(&self) -> Vec<Value> {
+        self.events
+            .iter()
+            .filter(|e| e.data != "[DONE]")
+            .filter_map(|e| serde_json::from_str(&e.data).ok())
+            .collect()
+    }
+
+    /// Whether the stream ended with `[DONE]`.
+    pub fn done(&self) -> bool {
+        self.events.last().is_some_and(|e| e.data == "[DONE]")
+    }
+
+    /// The concatenated text of every chunk (chat `delta.content` or
+    /// completion `text`).
+    pub fn text(&self) -> String {
+        self.chunks()
+            .iter()
+            .filter_map(|c| {
+                let choice = c["choices"].get(0)?;
+                choice["delta"]["content"]
+                    .as_str()
+                    .or_else(|| choice["text"].as_str())
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// Chunks that carried content tokens.
+    pub fn content_chunks(&self) -> usize {
+        self.chunks()
+            .iter()
+            .filter(|c| {
+                c["choices"].get(0).is_some_and(|ch| {
+                    ch["delta"]["content"]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty())
+                        || ch["text"].as_str().is_some_and(|s| !s.is_empty())
+                })
+            })
+            .count()
+    }
+
+    /// The usage block, from the final chunk that carries it.
+    pub fn usage(&self) -> Option<Value> {
+        self.chunks()
+            .into_iter()
+            .rev()
+            .find_map(|c| c.get("usage").filter(|u| !u.is_null()).cloned())
+    }
+
+    /// An error event, if the stream carried one.
+    pub fn error(&self) -> Option<Value> {
+        self.chunks().into_iter().find(|c| {
+            c.get("error").is_some() || c.get("message").is_some() && c.get("choices").is_none()
+        })
+    }
+}
+
+impl OpenAiClient {
+    /// A client of the frontend at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: impl Into<String>) -> OpenAiClient {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            // A fresh connection per request: Dynamo's HTTP listener does not
+            // set TCP_NODELAY, and a reused keep-alive connection stalls
+            // ~40 ms per streamed response (Nagle plus delayed ACK).
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("build the HTTP client");
+        OpenAiClient {
+            base: base.into(),
+            http,
+        }
+    }
+
+    /// The frontend's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A chat request body for `model` with one user message.
+    pub fn chat_body(model: &str, content: &str, max_tokens: u32) -> Value {
+        json!({
+            "model": model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": max_tokens,
+            "nvext": {"extra_fields": ["worker_id", "timing"]},
+        })
+    }
+
+    /// POSTs `body` as JSON to `path` and reads the whole answer.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        answer(resp).await
+    }
+
+    /// Sends a hand-made request (error-contract tests).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .body(body.to_owned());
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        answer(
+            req.send()
+                .await
+                .with_context(|| format!("request {path}"))?,
+        )
+        .await
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+        answer(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .with_context(|| format!("GET {path}"))?,
+        )
+        .await
+    }
+
+    /// A non-streaming chat completion.
+    pub async fn chat(
+        &self,
+        model: &str,
+        content: &str,
+        max_tokens: u32,
+    ) -> anyhow::Result<Answer> {
+        self.post(
+            "/v1/chat/completions",
+            &Self::chat_body(model, content, max_tokens),
+        )
+        .await
+    }
+
+    /// POSTs `body` (with `"stream": true` added) to `path` and collects the
+    /// server-sent events.
+    pub async fn stream(&self, path: &str, mut body: Value) -> anyhow::Result<Stream> {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path} (stream)"))?;
+        let status = resp.status().as_u16();
+        let mut bytes = resp.bytes_stream();
+        let mut buffer = String::new();
+        let mut events = Vec::new();
+        while let Some(chunk) = bytes.next().await {
+            let chunk = chunk.context("reading the event stream")?;
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if !data.is_empty() {
+                    events.push(SseEvent {
+                        data: data.join("\n"),
+                        at: started.elapsed(),
+                    });
+                }
+            }
+        }
+        Ok(Stream { status, events })
+    }
+}
+
+async fn answer(resp: reqwest::Response) -> anyhow::Result<Answer> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.context("reading the body")?;
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Answer { status, json, text })
+}

@@ -1,0 +1,322 @@
+//! The tiny model the testbed generates itself: a byte-level BPE tokenizer
+//! (vocabulary 4096, so the mocker's token ids 1000–1999 decode to text)
+//! trained on generated text, a llama-style `config.json`, and a
+//! `tokenizer_config.json` with a chat template. Deterministic, offline,
+//! made once and cached under a key of its recipe.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
+
+/// Bumped whenever the recipe below changes: part of the cache key.
+const RECIPE_VERSION: &str = "tiny-llama-v1";
+/// The vocabulary size; the mocker emits ids in [1000, 2000).
+pub const VOCAB_SIZE: usize = 4096;
+/// Special tokens, ids 0, 1, 2.
+pub const BOS: &str = "<|begin_of_text|>";
+/// End of sequence.
+pub const EOS: &str = "<|end_of_text|>";
+/// Padding.
+pub const PAD: &str = "<|pad|>";
+/// The chat template: `<role>content` per message, then `<assistant>`.
+pub const CHAT_TEMPLATE: &str = "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+/// The CPU attention kernel's accepted head sizes (vLLM on CPU).
+pub const CPU_HEAD_SIZES: [usize; 11] = [32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512];
+
+/// Shape of the generated model (what `config.json` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Hidden size.
+    pub hidden: usize,
+    /// Layers.
+    pub layers: usize,
+    /// Attention heads (head size = hidden / heads).
+    pub heads: usize,
+}
+
+impl ModelShape {
+    /// 2 layers, hidden 64, 2 heads of 32: accepted by the CPU kernel.
+    pub const TINY: ModelShape = ModelShape {
+        hidden: 64,
+        layers: 2,
+        heads: 2,
+    };
+
+    /// Rejects a shape the CPU attention kernel cannot run, naming the
+    /// accepted head sizes.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.heads > 0 && self.hidden.is_multiple_of(self.heads),
+            "hidden size {} is not divisible by {} heads",
+            self.hidden,
+            self.heads
+        );
+        let head = self.hidden / self.heads;
+        anyhow::ensure!(
+            CPU_HEAD_SIZES.contains(&head),
+            "head size {head} (hidden {} / {} heads) is not supported by vLLM's CPU attention kernel; use one of {CPU_HEAD_SIZES:?}",
+            self.hidden,
+            self.heads
+        );
+        Ok(())
+    }
+}
+
+/// A generated model folder.
+#[derive(Debug, Clone)]
+pub struct TinyModel {
+    /// The folder (`tokenizer.json`, `config.json`, `tokenizer_config.json`).
+    pub dir: PathBuf,
+}
+
+impl TinyModel {
+    /// The cached model, generated on first use (under a file lock, so
+    /// parallel tests make it once).
+    pub fn ensure() -> anyhow::Result<TinyModel> {
+        Self::ensure_in(
+            &testbed_harness::Layout::from_env().cache_dir.join("models"),
+            ModelShape::TINY,
+        )
+    }
+
+    /// The model of `shape` cached in `root`.
+    pub fn ensure_in(root: &Path, shape: ModelShape) -> anyhow::Result<TinyModel> {
+        shape.check()?;
+        let key = recipe_key(shape);
+        let dir = root.join(format!("{RECIPE_VERSION}-{key}"));
+        if dir.join(".complete").is_file() {
+            return Ok(TinyModel { dir });
+        }
+        testbed_harness::Layout::ensure_dir(root)?;
+        let lock_path = root.join(format!("{RECIPE_VERSION}-{key}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        let mut lock = fd_lock::RwLock::new(file);
+        let _guard = lock.write()?;
+        if !dir.join(".complete").is_file() {
+            generate(&dir, shape)?;
+            std::fs::write(dir.join(".complete"), key)?;
+        }
+        Ok(TinyModel { dir })
+    }
+
+    /// Loads the tokenizer.
+    pub fn tokenizer(&self) -> anyhow::Result<Tokenizer> {
+        Tokenizer::from_file(self.dir.join("tokenizer.json"))
+            .map_err(|e| anyhow::anyhow!("load tokenizer: {e}"))
+    }
+}
+
+fn recipe_key(shape: ModelShape) -> String {
+    let text = format!(
+        "{RECIPE_VERSION}|{VOCAB_SIZE}|{CHAT_TEMPLATE}|{shape:?}|{}",
+        corpus().len()
+    );
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// A small deterministic generator (xorshift), so the corpus is the same on
+/// every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+/// English-ish words and random letter runs: enough distinct pairs for
+/// 4096 BPE merges.
+fn corpus() -> Vec<String> {
+    const ONSETS: [&str; 24] = [
+        "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y",
+        "z", "st", "tr", "ch", "sh", "pl",
+    ];
+    const VOWELS: [&str; 10] = ["a", "e", "i", "o", "u", "ai", "ea", "ou", "io", "ee"];
+    const CODAS: [&str; 12] = [
+        "", "n", "r", "s", "t", "l", "m", "nd", "rt", "st", "ng", "ck",
+    ];
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut lines = Vec::new();
+    for _ in 0..6000 {
+        let mut line = String::new();
+        for w in 0..(6 + rng.next() % 10) {
+            if w > 0 {
+                line.push(' ');
+            }
+            for _ in 0..(1 + rng.next() % 3) {
+                line.push_str(rng.pick(&ONSETS));
+                line.push_str(rng.pick(&VOWELS));
+                line.push_str(rng.pick(&CODAS));
+            }
+        }
+        line.push_str(". ");
+        for _ in 0..3 {
+            let len = 2 + rng.next() % 4;
+            for _ in 0..len {
+                line.push((b'a' + (rng.next() % 26) as u8) as char);
+            }
+            line.push(' ');
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+fn generate(dir: &Path, shape: ModelShape) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    let specials = vec![
+        AddedToken::from(BOS, true),
+        AddedToken::from(EOS, true),
+        AddedToken::from(PAD, true),
+    ];
+    let mut trainer = BpeTrainerBuilder::new()
+        .vocab_size(VOCAB_SIZE)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build();
+    let mut tokenizer = TokenizerBuilder::<
+        BPE,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    >::new()
+    .with_model(BPE::default())
+    .with_normalizer(None)
+    .with_pre_tokenizer(Some(ByteLevel::new(false, true, true).into()))
+    .with_post_processor(None)
+    .with_decoder(Some(ByteLevelDecoder::default().into()))
+    .build()
+    .map_err(|e| anyhow::anyhow!("build tokenizer: {e}"))?;
+    tokenizer
+        .train(&mut trainer, corpus().into_iter())
+        .map_err(|e| anyhow::anyhow!("train tokenizer: {e}"))?;
+    let vocab = tokenizer.get_vocab_size(true);
+    anyhow::ensure!(
+        vocab >= 2000,
+        "the trained vocabulary has {vocab} tokens; the mocker needs at least 2000"
+    );
+    let tokenizer: Tokenizer = tokenizer.into();
+    tokenizer
+        .save(dir.join("tokenizer.json"), false)
+        .map_err(|e| anyhow::anyhow!("save tokenizer: {e}"))?;
+    let bos = tokenizer.token_to_id(BOS).context("BOS in vocabulary")?;
+    let eos = tokenizer.token_to_id(EOS).context("EOS in vocabulary")?;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": shape.hidden,
+        "intermediate_size": shape.hidden * 2,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.heads,
+        "head_dim": shape.hidden / shape.heads,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": false,
+        "torch_dtype": "float32",
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+    });
+    let tokenizer_config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "model_max_length": 2048,
+        "chat_template": CHAT_TEMPLATE,
+    });
+    let generation_config = serde_json::json!({ "bos_token_id": bos, "eos_token_id": eos });
+    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_vec_pretty(&tokenizer_config)?,
+    )?;
+    std::fs::write(
+        dir.join("generation_config.json"),
+        serde_json::to_vec_pretty(&generation_config)?,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("testbed-model-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn generation_is_deterministic_and_mocker_ids_decode_to_text() {
+        let (a, b) = (scratch("a"), scratch("b"));
+        let ma = TinyModel::ensure_in(&a, ModelShape::TINY).unwrap();
+        let mb = TinyModel::ensure_in(&b, ModelShape::TINY).unwrap();
+        for file in ["tokenizer.json", "config.json", "tokenizer_config.json"] {
+            assert_eq!(
+                std::fs::read(ma.dir.join(file)).unwrap(),
+                std::fs::read(mb.dir.join(file)).unwrap(),
+                "{file} differs between two generations"
+            );
+        }
+        let tok = ma.tokenizer().unwrap();
+        assert_eq!(tok.get_vocab_size(true), VOCAB_SIZE);
+        let text = tok
+            .decode(&(1000..1010).collect::<Vec<u32>>(), true)
+            .unwrap();
+        assert!(
+            text.trim().len() >= 10,
+            "ids 1000..1010 decode to text, got {text:?}"
+        );
+        let _ = std::fs::remove_dir_all(a);
+        let _ = std::fs::remove_dir_all(b);
+    }
+
+    #[test]
+    fn unsupported_head_size_is_rejected_by_the_fixture() {
+        let err = ModelShape {
+            hidden: 64,
+            layers: 2,
+            heads: 4,
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "head size 16 (hidden 64 / 4 heads) is not supported by vLLM's CPU attention kernel; use one of [32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512]"
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! How Dynamo's processes find and talk to each other: discovery (etcd or a
+//! shared folder), the request plane (TCP or NATS) and the event plane
+//! (NATS or ZMQ) — turned into the environment every Dynamo process of a
+//! topology gets, with every host setting pinned to loopback.
+
+use std::path::{Path, PathBuf};
+
+/// Where workers register and the frontend finds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// etcd at these client URLs (leases: a dead worker leaves when its lease
+    /// expires).
+    Etcd(Vec<String>),
+    /// Files in this folder (`DYN_FILE_KV`): no etcd at all.
+    File(PathBuf),
+}
+
+/// How requests reach workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestPlane {
+    /// Direct TCP (the default).
+    Tcp,
+    /// NATS at this URL.
+    Nats(String),
+}
+
+/// How KV events and metrics travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPlane {
+    /// NATS at this URL.
+    Nats(String),
+    /// ZMQ sockets between the processes.
+    Zmq,
+}
+
+/// The planes of one topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planes {
+    /// Discovery.
+    pub discovery: Discovery,
+    /// Request plane.
+    pub request: RequestPlane,
+    /// Event plane.
+    pub event: EventPlane,
+}
+
+impl Planes {
+    /// The `--discovery-backend` value.
+    pub fn discovery_backend(&self) -> &'static str {
+        match self.discovery {
+            Discovery::Etcd(_) => "etcd",
+            Discovery::File(_) => "file",
+        }
+    }
+
+    /// The `--event-plane` value.
+    pub fn event_plane(&self) -> &'static str {
+        match self.event {
+            EventPlane::Nats(_) => "nats",
+            EventPlane::Zmq => "zmq",
+        }
+    }
+
+    /// The environment of a Dynamo process called `name` whose private
+    /// folders (HOME, caches) live under `dir`.
+    pub fn env(&self, dir: &Path, name: &str) -> Vec<(String, String)> {
+        let home = dir.join(format!("home-{name}"));
+        let mut env = vec![
+            ("HOME".to_owned(), home.display().to_string()),
+            (
+                "XDG_CACHE_HOME".to_owned(),
+                home.join(".cache").display().to_string(),
+            ),
+            ("HF_HUB_OFFLINE".to_owned(), "1".to_owned()),
+            ("TRANSFORMERS_OFFLINE".to_owned(), "1".to_owned()),
+            ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+            ("DYN_LOG".to_owned(), "info".to_owned()),
+            // Every host Dynamo lets us pin: the response-stream one binds the
+            // machine's external address when unset.
+            ("DYN_TCP_RPC_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("DYN_EVENT_PLANE_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("DYN_SYSTEM_HOST".to_owned(), "127.0.0.1".to_owned()),
+            (
+                "DYN_TCP_RESPONSE_STREAM_HOST".to_owned(),
+                "127.0.0.1".to_owned(),
+            ),
+            ("DYN_HTTP_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("VLLM_HOST_IP".to_owned(), "127.0.0.1".to_owned()),
+            (
+                "DYN_DISCOVERY_BACKEND".to_owned(),
+                self.discovery_backend().to_owned(),
+            ),
+            ("DYN_EVENT_PLANE".to_owned(), self.event_plane().to_owned()),
+        ];
+        match &self.discovery {
+            Discovery::Etcd(endpoints) => env.push(("ETCD_ENDPOINTS".into(), endpoints.join(","))),
+            Discovery::File(folder) => {
+                env.push(("DYN_FILE_KV".into(), folder.display().to_string()))
+            }
+        }
+        let mut nats = None;
+        match &self.request {
+            RequestPlane::Tcp => env.push(("DYN_REQUEST_PLANE".into(), "tcp".into())),
+            RequestPlane::Nats(url) => {
+                env.push(("DYN_REQUEST_PLANE".into(), "nats".into()));
+                nats = Some(url.clone());
+            }
+        }
+        if let EventPlane::Nats(url) = &self.event {
+            nats = Some(url.clone());
+        }
+        if let Some(url) = nats {
+            env.push(("NATS_SERVER".into(), url));
+        }
+        env
+    }
+}

@@ -1,0 +1,187 @@
+//! Discovery and planes: the same request flow on etcd and on files, over a
+//! TCP or NATS request plane, with NATS (core or JetStream) or ZMQ events;
+//! what Dynamo registers in etcd and publishes on NATS.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use testbed_dynamo::{
+    DiscoveryKind, EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder,
+};
+use testbed_harness::run_test;
+
+async fn smoke(t: &Topology) -> anyhow::Result<()> {
+    let answer = t.client().chat("tiny", "smoke", 6).await?;
+    anyhow::ensure!(answer.status == 200, "{} {}", answer.status, answer.text);
+    anyhow::ensure!(
+        answer.json["usage"]["completion_tokens"] == 6,
+        "{}",
+        answer.text
+    );
+    let stream = t
+        .client()
+        .stream(
+            "/v1/chat/completions",
+            testbed_dynamo::OpenAiClient::chat_body("tiny", "smoke", 6),
+        )
+        .await?;
+    anyhow::ensure!(
+        stream.done() && stream.usage().is_some_and(|u| u["completion_tokens"] == 6),
+        "stream: {:?}",
+        stream.events
+    );
+    Ok(())
+}
+
+#[test]
+fn etcd_tcp_and_nats_events() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::aggregated().start(&ctx).await?;
+        assert!(t.etcd.is_some() && t.nats.is_some());
+        smoke(&t).await
+    });
+}
+
+#[test]
+fn file_discovery_with_zmq_events_needs_neither_etcd_nor_nats() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
+            .discovery(DiscoveryKind::File)
+            .event_plane(EventPlaneKind::Zmq)
+            .start(&ctx)
+            .await?;
+        assert!(t.etcd.is_none() && t.nats.is_none(), "no etcd, no NATS");
+        smoke(&t).await
+    });
+}
+
+#[test]
+fn nats_request_plane() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::aggregated()
+            .request_plane(RequestPlaneKind::Nats)
+            .start(&ctx)
+            .await?;
+        smoke(&t).await
+    });
+}
+
+#[test]
+fn jetstream_enabled_event_plane() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::aggregated()
+            .event_plane(EventPlaneKind::NatsJetStream)
+            .start(&ctx)
+            .await?;
+        smoke(&t).await
+    });
+}
+
+#[test]
+fn etcd_registration_appears_and_leaves_with_the_worker() {
+    run_test(|ctx| async move {
+        let mut t = TopologyBuilder::aggregated().start(&ctx).await?;
+        let prefix = "v1/instances/dynamo/backend/generate/";
+        let etcd = t.etcd.as_ref().unwrap();
+        let keys = etcd.keys(prefix).await?;
+        assert_eq!(
+            keys.len(),
+            1,
+            "one worker registered under {prefix}: {keys:?}"
+        );
+        assert!(
+            !etcd
+                .keys("v1/mdc/dynamo/backend/generate/")
+                .await?
+                .is_empty(),
+            "its model card is published"
+        );
+        t.workers[0].process().stop().await;
+        let mut gone = false;
+        for _ in 0..100 {
+            if t.etcd.as_ref().unwrap().keys(prefix).await?.is_empty() {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "a SIGTERMed worker removes its registration");
+        t.wait_for_worker_count(0, Duration::from_secs(10)).await?;
+        Ok(())
+    });
+}
+
+#[test]
+fn kv_events_are_published_on_nats() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(1, RouterMode::Kv)
+            .start(&ctx)
+            .await?;
+        let client = t.nats.as_ref().unwrap().client().await?;
+        let mut events = client.subscribe("namespace.dynamo.>").await?;
+        client.flush().await?;
+        let answer = t.client().chat("tiny", &crate::prompt(5, 100), 8).await?;
+        assert_eq!(answer.status, 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut subjects = Vec::new();
+        while !subjects.iter().any(|s: &String| s.ends_with(".kv-events")) {
+            let msg = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("no kv-events message within 10 s; saw {subjects:?}")
+                })?;
+            subjects.push(msg.expect("subscription open").subject.to_string());
+        }
+        assert!(
+            subjects
+                .iter()
+                .any(|s| s == "namespace.dynamo.component.backend.endpoint.generate.kv-events"),
+            "{subjects:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn file_discovery_registers_in_its_folder() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::aggregated()
+            .discovery(DiscoveryKind::File)
+            .start(&ctx)
+            .await?;
+        let testbed_dynamo::planes::Discovery::File(folder) = &t.planes().discovery else {
+            anyhow::bail!("not file discovery")
+        };
+        let instances = folder.join("v1").join("instances");
+        let entries: Vec<String> = walk(&instances)
+            .into_iter()
+            .filter(|p| p.contains("generate"))
+            .collect();
+        assert!(
+            !entries.is_empty(),
+            "the worker's instance is a file under {}",
+            instances.display()
+        );
+        let card = std::fs::read_to_string(&entries[0])?;
+        assert!(
+            card.contains("127.0.0.1"),
+            "the registration advertises loopback: {card}"
+        );
+        smoke(&t).await
+    });
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,153 @@
+//! The router: KV-aware routing keeps a shared prefix on one worker and the
+//! hit rate rises; distinct prefixes spread; round-robin alternates; an
+//! overloaded deployment rejects, and the rejection metric counts exactly
+//! the rejections seen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use testbed_dynamo::frontend::BusyThreshold;
+use testbed_dynamo::{metrics, Metrics, MockerOptions, RouterMode, Topology, TopologyBuilder};
+use testbed_harness::run_test;
+
+async fn served(t: &Topology, content: &str) -> anyhow::Result<(u64, Value)> {
+    let answer = t.client().chat("tiny", content, 4).await?;
+    anyhow::ensure!(answer.status == 200, "{} {}", answer.status, answer.text);
+    Ok((Topology::served_by(&answer.json)?, answer.json))
+}
+
+#[test]
+fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
+            .start(&ctx)
+            .await?;
+        for group in 0..2u64 {
+            let prefix = crate::prompt(100 + group, 300);
+            let mut workers = BTreeSet::new();
+            let mut hit_rates = Vec::new();
+            for i in 0..4 {
+                let (worker, json) = served(&t, &format!("{prefix} question {i}")).await?;
+                workers.insert(worker);
+                hit_rates.push(
+                    json["nvext"]["timing"]["kv_hit_rate"]
+                        .as_f64()
+                        .unwrap_or(0.0),
+                );
+            }
+            assert_eq!(
+                workers.len(),
+                1,
+                "group {group}: requests sharing a prefix went to {workers:?}"
+            );
+            assert!(
+                hit_rates[0] < 0.5,
+                "group {group}: a cold prefix has no hits: {hit_rates:?}"
+            );
+            assert!(
+                hit_rates[1..].iter().all(|r| *r > 0.8),
+                "group {group}: repeats hit the cache: {hit_rates:?}"
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn kv_routing_spreads_distinct_prefixes_under_load() {
+    run_test(|ctx| async move {
+        let mut builder = TopologyBuilder::routed(2, RouterMode::Kv);
+        builder.mocker = MockerOptions {
+            speedup_ratio: 10.0,
+            ..MockerOptions::default()
+        };
+        let t = builder.start(&ctx).await?;
+        let client = t.client();
+        let requests = (0..16u64).map(|i| {
+            let client = client.clone();
+            async move { client.chat("tiny", &crate::prompt(1000 + i, 200), 16).await }
+        });
+        let answers = futures::future::join_all(requests).await;
+        let mut per_worker: BTreeMap<u64, usize> = BTreeMap::new();
+        for a in answers {
+            let a = a?;
+            anyhow::ensure!(a.status == 200, "{} {}", a.status, a.text);
+            *per_worker.entry(Topology::served_by(&a.json)?).or_default() += 1;
+        }
+        assert_eq!(
+            per_worker.len(),
+            2,
+            "16 concurrent distinct prompts all went to one worker: {per_worker:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn round_robin_alternates() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
+            .start(&ctx)
+            .await?;
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            order.push(served(&t, "the same prompt every time").await?.0);
+        }
+        for pair in order.windows(2) {
+            assert_ne!(pair[0], pair[1], "round-robin repeated a worker: {order:?}");
+        }
+        assert_eq!(order.iter().collect::<BTreeSet<_>>().len(), 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn overload_answers_503_and_the_rejection_metric_matches() {
+    run_test(|ctx| async move {
+        let mut builder = TopologyBuilder::routed(1, RouterMode::Kv);
+        // Rejection needs a configured busy threshold (none by default) and,
+        // in 1.6.1, the KV router; slow tokens keep the worker busy.
+        builder.frontend.busy = Some(BusyThreshold {
+            active_decode_blocks: 0.0001,
+            active_prefill_tokens: 1,
+            status: 503,
+        });
+        builder.mocker = MockerOptions {
+            speedup_ratio: 1.0,
+            ..MockerOptions::default()
+        };
+        let t = builder.start(&ctx).await?;
+        let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
+        let client = t.client();
+        let requests = (0..50u64).map(|i| {
+            let client = client.clone();
+            async move { client.chat("tiny", &format!("overload {i}"), 100).await }
+        });
+        let answers = futures::future::join_all(requests).await;
+        let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+        for a in &answers {
+            *statuses
+                .entry(a.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?.status)
+                .or_default() += 1;
+        }
+        let rejected = statuses.get(&503).copied().unwrap_or(0);
+        assert!(rejected >= 1, "no 503 among {statuses:?}");
+        assert_eq!(
+            statuses.keys().filter(|s| **s != 200 && **s != 503).count(),
+            0,
+            "only 200 and 503: {statuses:?}"
+        );
+        let after = Metrics::scrape(&t.frontend.metrics_url()).await?;
+        let counted = metrics::delta(
+            &before,
+            &after,
+            "dynamo_frontend_model_rejection_total",
+            &[("model", "tiny")],
+        );
+        assert_eq!(
+            counted, rejected as f64,
+            "rejection metric vs 503s seen ({statuses:?})"
+        );
+        Ok(())
+    });
+}
