@@ -52,13 +52,32 @@ fn zmq_topology_binds_only_the_known_mocker_publishers_beyond_loopback() {
             .event_plane(EventPlaneKind::Zmq)
             .start(&ctx)
             .await?;
-        let listeners = procinfo::listeners(&t.pids());
-        let outside = beyond_loopback(&listeners);
         let worker_pids: Vec<Vec<u32>> = t
             .workers
             .iter_mut()
             .map(|w| w.process().group_members().iter().map(|s| s.pid).collect())
             .collect();
+        // The publishers bind while the worker settles, after it registers:
+        // read the sockets once every worker shows its publishers (or 5 s).
+        let per_worker = |listeners: &[Listener]| -> Vec<usize> {
+            let outside = beyond_loopback(listeners);
+            worker_pids
+                .iter()
+                .map(|pids| outside.iter().filter(|l| pids.contains(&l.pid)).count())
+                .collect()
+        };
+        let mut listeners = procinfo::listeners(&t.pids());
+        for _ in 0..50 {
+            if per_worker(&listeners)
+                .iter()
+                .all(|n| *n >= ZMQ_PUBLISHERS_PER_MOCKER)
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            listeners = procinfo::listeners(&t.pids());
+        }
+        let outside = beyond_loopback(&listeners);
         for (i, pids) in worker_pids.iter().enumerate() {
             let n = outside.iter().filter(|l| pids.contains(&l.pid)).count();
             assert_eq!(

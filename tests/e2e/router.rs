@@ -34,6 +34,12 @@ fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
                         .as_f64()
                         .unwrap_or(0.0),
                 );
+                if i == 0 {
+                    // KV events reach the router asynchronously (worker ->
+                    // event plane -> router): give the first request's blocks
+                    // time to be indexed, as a real client's think time would.
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
             }
             assert_eq!(
                 workers.len(),
