@@ -32,6 +32,78 @@ pub enum Command {
     /// uv, and the hash-locked Dynamo Python env, in the cache outside the
     /// source tree. Running it twice is a no-op.
     Setup(SetupFlags),
+    /// Start a Dynamo stack and keep it up until Ctrl-C, printing its URLs
+    /// and the environment to reach it (for exploring a bug by hand).
+    /// Ctrl-C stops every process it started.
+    Up(UpFlags),
+}
+
+/// `cargo xtask up`.
+#[derive(Debug, clap::Args)]
+pub struct UpFlags {
+    /// The shape of the deployment.
+    #[arg(long, value_enum, default_value = "routed")]
+    pub topology: TopologyArg,
+    /// Aggregated workers (routed topology).
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// The frontend's router mode.
+    #[arg(long, value_enum, default_value = "kv")]
+    pub router_mode: RouterModeArg,
+    /// Where workers register.
+    #[arg(long, value_enum, default_value = "etcd")]
+    pub discovery: DiscoveryArg,
+    /// How KV events travel.
+    #[arg(long, value_enum, default_value = "nats")]
+    pub event_plane: EventPlaneArg,
+    /// The mocker's speedup ratio (1 = realistic timing, 100 = fast).
+    #[arg(long, default_value_t = 10.0)]
+    pub speedup_ratio: f64,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long)]
+    pub for_seconds: Option<u64>,
+}
+
+/// Deployment shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopologyArg {
+    /// One worker.
+    Agg,
+    /// N workers behind the router.
+    Routed,
+    /// A prefill and a decode worker.
+    Disagg,
+}
+
+/// Router modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouterModeArg {
+    /// KV-cache aware.
+    Kv,
+    /// Strict rotation.
+    RoundRobin,
+    /// Random.
+    Random,
+}
+
+/// Discovery backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryArg {
+    /// A real etcd.
+    Etcd,
+    /// Files; no etcd.
+    File,
+}
+
+/// Event planes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventPlaneArg {
+    /// NATS core.
+    Nats,
+    /// NATS with JetStream enabled.
+    Jetstream,
+    /// ZMQ; no NATS.
+    Zmq,
 }
 
 /// A tier: one nextest profile, one test binary.

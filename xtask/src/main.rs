@@ -10,6 +10,7 @@ mod setup;
 mod summary;
 mod test;
 mod tier;
+mod up;
 
 use clap::Parser;
 
@@ -28,6 +29,7 @@ fn main() {
         flags::Command::Test(f) => test::run(&sh, f),
         flags::Command::Doctor(f) => doctor::run(f),
         flags::Command::Setup(f) => setup::run(&sh, f).map(|()| 0),
+        flags::Command::Up(f) => up::run(f),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,0 +1,83 @@
+//! `cargo xtask up`: a Dynamo stack for a person, kept up until Ctrl-C.
+
+use std::time::Duration;
+
+use testbed_dynamo::{DiscoveryKind, EventPlaneKind, MockerOptions, RouterMode, TopologyBuilder};
+use testbed_harness::TestContext;
+
+use crate::flags::{DiscoveryArg, EventPlaneArg, RouterModeArg, TopologyArg, UpFlags};
+
+/// Starts the stack, prints how to reach it, waits, stops it.
+pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
+    testbed_harness::signals::handle_signals_manually();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let ctx = TestContext::new("up")?;
+        let mode = match flags.router_mode {
+            RouterModeArg::Kv => RouterMode::Kv,
+            RouterModeArg::RoundRobin => RouterMode::RoundRobin,
+            RouterModeArg::Random => RouterMode::Random,
+        };
+        let mut builder = match flags.topology {
+            TopologyArg::Agg => TopologyBuilder::routed(1, mode),
+            TopologyArg::Routed => TopologyBuilder::routed(flags.workers.max(1), mode),
+            TopologyArg::Disagg => {
+                let mut b = TopologyBuilder::disaggregated();
+                b.frontend.router_mode = mode;
+                b
+            }
+        };
+        builder = builder
+            .discovery(match flags.discovery {
+                DiscoveryArg::Etcd => DiscoveryKind::Etcd,
+                DiscoveryArg::File => DiscoveryKind::File,
+            })
+            .event_plane(match flags.event_plane {
+                EventPlaneArg::Nats => EventPlaneKind::NatsCore,
+                EventPlaneArg::Jetstream => EventPlaneKind::NatsJetStream,
+                EventPlaneArg::Zmq => EventPlaneKind::Zmq,
+            });
+        builder.mocker = MockerOptions { speedup_ratio: flags.speedup_ratio, ..MockerOptions::default() };
+        println!("up: starting {:?} with {} worker(s) …", flags.topology, builder.workers);
+        let topology = builder.start(&ctx).await?;
+        let url = topology.frontend.url().to_owned();
+        println!("\nup: ready. The model `{}` is served at {url}", topology.model_name());
+        println!("  curl -s {url}/v1/models");
+        println!(
+            "  curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"max_tokens\":16}}'",
+            topology.model_name()
+        );
+        println!("  metrics: {}  (workers: {})", topology.frontend.metrics_url(), topology.workers.iter().map(|w| w.metrics_url()).collect::<Vec<_>>().join(", "));
+        println!("  model folder: {}", topology.model().dir.display());
+        println!("environment to reach it:");
+        if let Some(n) = &topology.nats {
+            println!("  export NATS_SERVER={}", n.url());
+        }
+        if let Some(e) = &topology.etcd {
+            println!("  export ETCD_ENDPOINTS={}", e.endpoints().join(","));
+        }
+        if let testbed_dynamo::planes::Discovery::File(dir) = &topology.planes().discovery {
+            println!("  export DYN_FILE_KV={}", dir.display());
+        }
+        println!("logs: {}", ctx.dir().display());
+        match flags.for_seconds {
+            Some(s) => {
+                println!("\nup: stopping in {s} s (or at Ctrl-C)");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(s)) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            None => {
+                println!("\nup: press Ctrl-C to stop everything");
+                tokio::signal::ctrl_c().await?;
+            }
+        }
+        println!("up: stopping …");
+        drop(topology);
+        println!("up: stopped; nothing of it runs any more");
+        anyhow::Ok(0)
+    })
+}
