@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod frontend;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod planes;

@@ -67,6 +67,8 @@ pub struct TopologyBuilder {
     pub mocker: MockerOptions,
     /// The served model name.
     pub model_name: String,
+    /// etcd members (3 for HA tests), with etcd discovery.
+    pub etcd_members: usize,
 }
 
 impl Default for TopologyBuilder {
@@ -80,6 +82,7 @@ impl Default for TopologyBuilder {
             frontend: FrontendOptions::default(),
             mocker: MockerOptions::default(),
             model_name: "tiny".into(),
+            etcd_members: 1,
         }
     }
 }
@@ -152,7 +155,7 @@ impl TopologyBuilder {
             None
         };
         let etcd = match self.discovery {
-            DiscoveryKind::Etcd => Some(EtcdCluster::single(ctx).await?),
+            DiscoveryKind::Etcd => Some(EtcdCluster::cluster(ctx, self.etcd_members.max(1)).await?),
             DiscoveryKind::File => None,
         };
         let discovery = match &etcd {
@@ -265,6 +268,42 @@ impl Topology {
             .iter_mut()
             .filter_map(|w| w.process().is_running().then_some(()))
             .count()
+    }
+
+    /// Stops the frontend and starts a new one with the same settings (on a
+    /// new port); waits until it has rediscovered every live worker.
+    pub async fn restart_frontend(&mut self) -> anyhow::Result<()> {
+        self.frontend.process().stop().await;
+        self.frontend = Frontend::start(
+            &self.python,
+            &self.dir,
+            "frontend-restarted",
+            &self.planes,
+            &self.builder.frontend,
+        )
+        .await?;
+        let n = self.live_workers();
+        self.wait_for_model(n, Duration::from_secs(60)).await
+    }
+
+    /// The index of a worker with a request in flight (per its own
+    /// metrics), polling up to `timeout`.
+    pub async fn busy_worker(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let started = Instant::now();
+        loop {
+            for (i, w) in self.workers.iter().enumerate() {
+                if let Ok(m) = crate::Metrics::scrape(&w.metrics_url()).await {
+                    if m.value("dynamo_component_inflight_requests", &[]) >= 1.0 {
+                        return Ok(i);
+                    }
+                }
+            }
+            anyhow::ensure!(
+                started.elapsed() < timeout,
+                "no worker reported a request in flight within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The served model's name.

@@ -46,6 +46,8 @@ pub struct MockerOptions {
     pub disaggregation: Disaggregation,
     /// `dyn://namespace.component.endpoint`, when not the default.
     pub endpoint: Option<String>,
+    /// More arguments, verbatim.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for MockerOptions {
@@ -56,6 +58,7 @@ impl Default for MockerOptions {
             num_gpu_blocks: None,
             disaggregation: Disaggregation::Aggregated,
             endpoint: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -137,6 +140,7 @@ impl Worker {
             process_spec =
                 process_spec.args(["--disaggregation-mode", mocker.disaggregation.as_arg()]);
         }
+        process_spec = process_spec.args(&mocker.extra_args);
         if let Some(endpoint) = &mocker.endpoint {
             process_spec = process_spec.args(["--endpoint", endpoint]);
         }

@@ -5,7 +5,10 @@
 //! - `hang`: waits to be killed (SIGKILL or SIGTERM from the test);
 //! - `panic`: panics, as a failing test would;
 //! - `ports N`: leases N ports, prints `ports p1 p2 …`, and holds them until
-//!   its standard input closes.
+//!   its standard input closes;
+//! - `stack`: starts a whole Dynamo topology (NATS, etcd, frontend, two
+//!   mockers), prints `pids …` of every process of it, and waits to be
+//!   killed.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -45,8 +48,20 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
+        Some("stack") => {
+            let ctx = testbed_harness::TestContext::new("fixture-stack").expect("artifact folder");
+            let mut topology =
+                testbed_dynamo::TopologyBuilder::routed(2, testbed_dynamo::RouterMode::Kv)
+                    .start(&ctx)
+                    .await
+                    .expect("start the stack");
+            let pids: Vec<String> = topology.pids().iter().map(u32::to_string).collect();
+            println!("pids {}", pids.join(" "));
+            std::io::stdout().flush().unwrap();
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
         _ => {
-            eprintln!("usage: testbed-fixture-child hang|panic|ports N");
+            eprintln!("usage: testbed-fixture-child hang|panic|ports N|stack");
             std::process::exit(2);
         }
     }

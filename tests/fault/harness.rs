@@ -1,0 +1,127 @@
+//! The testbed itself under faults: a test process killed (SIGKILL) or
+//! interrupted (SIGINT, as Ctrl-C through nextest) with a whole Dynamo stack
+//! running, and a worker that dies during start-up. No process survives,
+//! and the next stack starts cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use testbed_dynamo::{MockerOptions, TopologyBuilder};
+use testbed_harness::{procinfo, reaper, run_test, Layout, RunId};
+
+/// Starts the fixture child with a running stack in its own run; returns
+/// it and the pids of the stack.
+fn stack_in_child(run: &RunId) -> anyhow::Result<(std::process::Child, Vec<u32>)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed-fixture-child"))
+        .arg("stack")
+        .env("TESTBED_RUN_ID", run.as_str())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let pids: Vec<u32> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(pids.len() >= 5, "the stack child printed {line:?}");
+    Ok((child, pids))
+}
+
+fn alive(pids: &[u32]) -> Vec<(u32, String)> {
+    pids.iter()
+        .filter(|p| procinfo::stat(**p).is_some_and(|s| s.state != 'Z'))
+        .map(|p| (*p, procinfo::cmdline(*p).unwrap_or_default()))
+        .collect()
+}
+
+async fn all_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = alive(pids);
+        if left.is_empty() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "survivors after {within:?}: {left:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn sigkilled_test_process_with_a_stack_is_reaped() {
+    run_test(|ctx| async move {
+        let run = RunId::fresh("fault-sigkill");
+        let (mut child, pids) = stack_in_child(&run)?;
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait()?;
+        let reaped = reaper::reap_run(&Layout::from_env(), &run);
+        println!(
+            "the reaper killed {} process(es) the parent-death signal had not",
+            reaped.len()
+        );
+        all_dead(&pids, Duration::from_secs(5)).await?;
+        // The next stack starts cleanly on the same machine.
+        let t = TopologyBuilder::aggregated().start(&ctx).await?;
+        assert_eq!(
+            t.client().chat("tiny", "after the crash", 4).await?.status,
+            200
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn interrupted_test_process_stops_its_stack() {
+    run_test(|_ctx| async move {
+        let run = RunId::fresh("fault-sigint");
+        let (mut child, pids) = stack_in_child(&run)?;
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = child.wait()?;
+        assert_eq!(
+            status.code(),
+            Some(128 + libc::SIGINT),
+            "the signal thread tore down and exited"
+        );
+        all_dead(&pids, Duration::from_secs(5)).await?;
+        assert!(
+            reaper::records(&Layout::from_env(), &run).is_empty(),
+            "nothing was left for the reaper"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn worker_dying_at_start_fails_fast_with_its_log() {
+    run_test(|ctx| async move {
+        let mut builder = TopologyBuilder::aggregated();
+        builder.mocker = MockerOptions {
+            extra_args: vec!["--no-such-flag".into()],
+            ..MockerOptions::default()
+        };
+        let started = Instant::now();
+        let err = builder.start(&ctx).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "failed fast, not at a timeout ({:?})",
+            started.elapsed()
+        );
+        assert!(
+            text.starts_with("worker-0 exited with exit code 2 before it was ready"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--no-such-flag"),
+            "the worker's log is quoted: {text}"
+        );
+        Ok(())
+    });
+}
