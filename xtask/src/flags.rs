@@ -36,6 +36,28 @@ pub enum Command {
     /// and the environment to reach it (for exploring a bug by hand).
     /// Ctrl-C stops every process it started.
     Up(UpFlags),
+    /// Find the first commit where a tier's tests fail: `git bisect run` in
+    /// a separate worktree, builds shared between steps, a commit that does
+    /// not build skipped (not blamed). Narrow the tests with `-- <nextest
+    /// args>`, e.g. `-- -E 'test(=router::round_robin_alternates)'`.
+    Bisect(BisectFlags),
+}
+
+/// `cargo xtask bisect`.
+#[derive(Debug, clap::Args)]
+pub struct BisectFlags {
+    /// A commit where the tests pass.
+    #[arg(long)]
+    pub good: String,
+    /// A commit where they fail.
+    #[arg(long, default_value = "HEAD")]
+    pub bad: String,
+    /// The tier whose tests decide.
+    #[arg(long, value_enum)]
+    pub tier: TierArg,
+    /// Arguments passed to each step's `cargo nextest run` (after `--`).
+    #[arg(last = true)]
+    pub nextest_args: Vec<String>,
 }
 
 /// `cargo xtask up`.

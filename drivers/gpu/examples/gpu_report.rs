@@ -4,6 +4,9 @@
 
 fn main() {
     let report = testbed_gpu::GpuReport::detect();
-    println!("{}", serde_json::to_string_pretty(&report).expect("serialize the report"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).expect("serialize the report")
+    );
     println!("{}", report.summary());
 }
