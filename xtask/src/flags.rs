@@ -41,6 +41,14 @@ pub enum Command {
     /// not build skipped (not blamed). Narrow the tests with `-- <nextest
     /// args>`, e.g. `-- -E 'test(=router::round_robin_alternates)'`.
     Bisect(BisectFlags),
+    /// Benchmark a Dynamo deployment: sweep concurrency with prompts of an
+    /// exact input length and a fixed output length, and write results
+    /// (JSON, CSV, PNG and SVG charts) to `target/testbed/bench/<run-id>/`.
+    ///
+    /// Starts its own topology (2 mockers, KV router, speedup 10 by default)
+    /// unless `--url` names an existing one. `cargo xtask bench compare OLD
+    /// NEW` puts two runs side by side and exits 1 when a metric regressed.
+    Bench(BenchFlags),
 }
 
 /// `cargo xtask bisect`.
@@ -58,6 +66,87 @@ pub struct BisectFlags {
     /// Arguments passed to each step's `cargo nextest run` (after `--`).
     #[arg(last = true)]
     pub nextest_args: Vec<String>,
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchFlags {
+    /// Instead of a run: compare two runs.
+    #[command(subcommand)]
+    pub action: Option<BenchAction>,
+    /// The run's settings.
+    #[command(flatten)]
+    pub run: BenchRunFlags,
+}
+
+/// What `cargo xtask bench` does besides a run.
+#[derive(Debug, Subcommand)]
+pub enum BenchAction {
+    /// Two runs side by side; exit 1 when a metric of NEW is worse than
+    /// OLD's by more than the threshold (or NEW has more failures).
+    Compare(BenchCompareFlags),
+}
+
+/// `cargo xtask bench compare`.
+#[derive(Debug, clap::Args)]
+pub struct BenchCompareFlags {
+    /// The baseline: a run folder or its results.json.
+    pub old: std::path::PathBuf,
+    /// The run to judge: a run folder or its results.json.
+    pub new: std::path::PathBuf,
+    /// How much worse a metric may get, in percent (`10%` or `10`).
+    #[arg(long, default_value = "10%", value_parser = testbed_load::compare::parse_threshold)]
+    pub threshold: f64,
+}
+
+/// The settings of a bench run.
+#[derive(Debug, clap::Args)]
+pub struct BenchRunFlags {
+    /// Load an existing deployment at this base URL (`http://host:port`)
+    /// instead of starting one.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The served model name.
+    #[arg(long, default_value = "tiny")]
+    pub model: String,
+    /// Mocker workers of the started topology.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// The started frontend's router mode.
+    #[arg(long, value_enum, default_value = "kv")]
+    pub router_mode: RouterModeArg,
+    /// The mockers' speedup ratio.
+    #[arg(long, default_value_t = 10.0)]
+    pub speedup_ratio: f64,
+    /// The concurrencies to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    pub concurrency: Vec<usize>,
+    /// Input tokens per prompt (by the tiny model's tokenizer).
+    #[arg(long, default_value_t = 128)]
+    pub isl: usize,
+    /// Output tokens per request (forced with ignore_eos).
+    #[arg(long, default_value_t = 32)]
+    pub osl: u32,
+    /// Requests per concurrency point.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Use /v1/completions instead of /v1/chat/completions.
+    #[arg(long)]
+    pub completions: bool,
+    /// Ask for whole answers instead of streams (no TTFT or ITL then).
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Reuse keep-alive connections instead of one fresh connection per
+    /// request (Dynamo 1.6.1 stalls ~40 ms per reused streaming connection).
+    #[arg(long)]
+    pub keep_alive: bool,
+    /// A request unanswered after this many seconds counts as a timeout.
+    #[arg(long, default_value_t = 60.0)]
+    pub request_timeout: f64,
+    /// Write the results here instead of target/testbed/bench/<run-id>/.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `cargo xtask up`.
@@ -241,6 +330,65 @@ mod tests {
         };
         assert_eq!(flags.tier, TierArg::E2e);
         assert_eq!(flags.nextest_args, ["-E", "test(/router/)"]);
+    }
+
+    #[test]
+    fn bench_run_and_compare_parse() {
+        let Xtask {
+            command: Command::Bench(flags),
+        } = Xtask::try_parse_from([
+            "cargo xtask",
+            "bench",
+            "--concurrency",
+            "1,2",
+            "--isl",
+            "64",
+        ])
+        .unwrap()
+        else {
+            panic!("parsed another command")
+        };
+        assert!(flags.action.is_none());
+        assert_eq!(flags.run.concurrency, [1, 2]);
+        assert_eq!(
+            (flags.run.isl, flags.run.osl, flags.run.requests),
+            (64, 32, 200)
+        );
+        let Xtask {
+            command: Command::Bench(flags),
+        } = Xtask::try_parse_from([
+            "cargo xtask",
+            "bench",
+            "compare",
+            "a",
+            "b",
+            "--threshold",
+            "5%",
+        ])
+        .unwrap()
+        else {
+            panic!("parsed another command")
+        };
+        let Some(BenchAction::Compare(c)) = flags.action else {
+            panic!("no compare")
+        };
+        assert_eq!(
+            (c.old.to_str(), c.new.to_str(), c.threshold),
+            (Some("a"), Some("b"), 5.0)
+        );
+        let err = Xtask::try_parse_from([
+            "cargo xtask",
+            "bench",
+            "compare",
+            "a",
+            "b",
+            "--threshold",
+            "lots",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = Xtask::try_parse_from(["cargo xtask", "bench", "compare", "a"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

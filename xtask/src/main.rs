@@ -2,6 +2,7 @@
 //! the pins, owns the run's shared services, runs nextest, prints the
 //! summary. One module per subcommand; every flag lives in `flags`.
 
+mod bench;
 mod bisect;
 mod capability;
 mod doctor;
@@ -31,6 +32,7 @@ fn main() {
         flags::Command::Doctor(f) => doctor::run(f),
         flags::Command::Setup(f) => setup::run(&sh, f).map(|()| 0),
         flags::Command::Up(f) => up::run(f),
+        flags::Command::Bench(f) => bench::run(f),
         flags::Command::Bisect(f) => bisect::run(&sh, f),
     };
     match result {

@@ -1,0 +1,198 @@
+//! Two runs side by side: per concurrency both runs have, the rates
+//! (higher is better) and the TTFT, ITL and end-to-end percentiles (lower
+//! is better), with the change in percent, and the metrics that got worse
+//! by more than a threshold. New failures are always a regression.
+
+use std::fmt::Write as _;
+
+use crate::results::BenchResults;
+use crate::stats::PointResult;
+
+/// One metric at one concurrency in both runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDelta {
+    /// The point's concurrency.
+    pub concurrency: usize,
+    /// The metric's name (`request_rate`, `ttft_p50_ms`, …).
+    pub metric: &'static str,
+    /// Its value in the old run.
+    pub old: f64,
+    /// Its value in the new run.
+    pub new: f64,
+    /// How much worse the new run is, in percent of the old value
+    /// (negative: better); `None` when the old value is zero.
+    pub worse_pct: Option<f64>,
+    /// Whether it got worse by more than the threshold.
+    pub regressed: bool,
+}
+
+/// The comparison of two runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The threshold, in percent.
+    pub threshold_pct: f64,
+    /// Every metric of every shared concurrency.
+    pub rows: Vec<MetricDelta>,
+    /// Concurrencies only one of the runs has.
+    pub unmatched: Vec<usize>,
+}
+
+/// A metric: its name, its value, and whether higher is better.
+type Metric = (&'static str, fn(&PointResult) -> f64, bool);
+
+const METRICS: [Metric; 9] = [
+    ("request_rate", |p| p.request_rate, true),
+    ("output_token_rate", |p| p.output_token_rate, true),
+    ("ttft_p50_ms", |p| p.ttft_ms.p50, false),
+    ("ttft_p99_ms", |p| p.ttft_ms.p99, false),
+    ("itl_p50_ms", |p| p.itl_ms.p50, false),
+    ("itl_p99_ms", |p| p.itl_ms.p99, false),
+    ("e2e_p50_ms", |p| p.e2e_ms.p50, false),
+    ("e2e_p99_ms", |p| p.e2e_ms.p99, false),
+    ("failed", |p| p.failed as f64, false),
+];
+
+/// Compares `new` against `old` at `threshold_pct` percent.
+pub fn compare(old: &BenchResults, new: &BenchResults, threshold_pct: f64) -> Comparison {
+    let mut rows = Vec::new();
+    let mut unmatched = Vec::new();
+    for o in &old.points {
+        let Some(n) = new.points.iter().find(|n| n.concurrency == o.concurrency) else {
+            unmatched.push(o.concurrency);
+            continue;
+        };
+        for (metric, value, higher_better) in METRICS {
+            let (ov, nv) = (value(o), value(n));
+            let worse_pct = (ov != 0.0).then(|| {
+                let change = (nv - ov) / ov * 100.0;
+                if higher_better {
+                    -change
+                } else {
+                    change
+                }
+            });
+            let regressed = if metric == "failed" {
+                nv > ov
+            } else {
+                worse_pct.is_some_and(|w| w > threshold_pct)
+            };
+            rows.push(MetricDelta {
+                concurrency: o.concurrency,
+                metric,
+                old: ov,
+                new: nv,
+                worse_pct,
+                regressed,
+            });
+        }
+    }
+    unmatched.extend(
+        new.points
+            .iter()
+            .map(|p| p.concurrency)
+            .filter(|c| !old.points.iter().any(|o| o.concurrency == *c)),
+    );
+    Comparison {
+        threshold_pct,
+        rows,
+        unmatched,
+    }
+}
+
+impl Comparison {
+    /// The metrics that regressed.
+    pub fn regressions(&self) -> Vec<&MetricDelta> {
+        self.rows.iter().filter(|r| r.regressed).collect()
+    }
+
+    /// A side-by-side table; regressions are marked `REGRESSED`.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:>5}  {:<18} {:>12} {:>12} {:>9}\n",
+            "conc", "metric", "old", "new", "worse"
+        );
+        for r in &self.rows {
+            let worse = r
+                .worse_pct
+                .map_or_else(|| "n/a".to_owned(), |w| format!("{w:+.1}%"));
+            let _ = writeln!(
+                out,
+                "{:>5}  {:<18} {:>12.3} {:>12.3} {:>9}{}",
+                r.concurrency,
+                r.metric,
+                r.old,
+                r.new,
+                worse,
+                if r.regressed { "  REGRESSED" } else { "" }
+            );
+        }
+        if !self.unmatched.is_empty() {
+            let _ = writeln!(
+                out,
+                "concurrencies in only one run (not compared): {:?}",
+                self.unmatched
+            );
+        }
+        let n = self.regressions().len();
+        let _ = writeln!(
+            out,
+            "{}",
+            if n == 0 {
+                format!("no metric worse by more than {}%", self.threshold_pct)
+            } else {
+                format!("{n} metric(s) worse by more than {}%", self.threshold_pct)
+            }
+        );
+        out
+    }
+}
+
+/// Parses a threshold: `10%`, `10` or `2.5%` → percent.
+pub fn parse_threshold(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "expected a percentage such as 10% or 2.5, got {text:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::testdata::synthetic;
+
+    #[test]
+    fn identical_runs_pass_and_a_planted_regression_is_named() {
+        let old = synthetic("old", 1.0);
+        let same = compare(&old, &old.clone(), 10.0);
+        assert!(same.regressions().is_empty(), "{}", same.table());
+        assert_eq!(same.rows.len(), 5 * 9);
+        // 20% slower everywhere: latencies up, rates down.
+        let slow = synthetic("new", 1.2);
+        let cmp = compare(&old, &slow, 10.0);
+        let names: std::collections::BTreeSet<_> =
+            cmp.regressions().iter().map(|r| r.metric).collect();
+        assert!(
+            names.contains("ttft_p50_ms") && names.contains("request_rate"),
+            "{}",
+            cmp.table()
+        );
+        assert!(!names.contains("failed"));
+        assert!(cmp.table().contains("REGRESSED"));
+        // Within a 25% threshold it passes.
+        assert!(compare(&old, &slow, 25.0).regressions().is_empty());
+        // Faster is never a regression.
+        assert!(compare(&slow, &old, 0.0).regressions().is_empty());
+    }
+
+    #[test]
+    fn thresholds_parse() {
+        assert_eq!(parse_threshold("10%"), Ok(10.0));
+        assert_eq!(parse_threshold("2.5"), Ok(2.5));
+        assert!(parse_threshold("-1%").is_err());
+        assert!(parse_threshold("ten").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! `cargo xtask bench`: a concurrency sweep against a topology it starts
+//! (or an existing deployment), its results written and summarised; and
+//! `cargo xtask bench compare OLD NEW`.
+
+use std::sync::Arc;
+
+use testbed_dynamo::{MockerOptions, RouterMode, TinyModel, TopologyBuilder};
+use testbed_harness::{Layout, RunId, TestContext};
+use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint, PromptSet};
+
+use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags, RouterModeArg};
+
+/// Runs the subcommand; the exit code is 1 when `compare` finds a
+/// regression.
+pub fn run(flags: &BenchFlags) -> anyhow::Result<i32> {
+    match &flags.action {
+        Some(BenchAction::Compare(c)) => compare(c),
+        None => sweep(&flags.run),
+    }
+}
+
+fn compare(flags: &BenchCompareFlags) -> anyhow::Result<i32> {
+    let old = BenchResults::read(&flags.old)?;
+    let new = BenchResults::read(&flags.new)?;
+    println!(
+        "bench compare: old {} ({}) vs new {} ({}), threshold {}%",
+        old.run_id,
+        old.git_revision.as_deref().unwrap_or("?"),
+        new.run_id,
+        new.git_revision.as_deref().unwrap_or("?"),
+        flags.threshold
+    );
+    if old.spec.input_tokens != new.spec.input_tokens
+        || old.spec.output_tokens != new.spec.output_tokens
+        || old.topology != new.topology
+    {
+        println!(
+            "bench compare: warning: the runs differ in shape ({} in/{} out, {}) vs ({} in/{} out, {})",
+            old.spec.input_tokens,
+            old.spec.output_tokens,
+            old.topology,
+            new.spec.input_tokens,
+            new.spec.output_tokens,
+            new.topology
+        );
+    }
+    let cmp = testbed_load::compare(&old, &new, flags.threshold);
+    print!("{}", cmp.table());
+    Ok(if cmp.regressions().is_empty() { 0 } else { 1 })
+}
+
+fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
+    BenchSpec {
+        endpoint: if flags.completions {
+            Endpoint::Completions
+        } else {
+            Endpoint::Chat
+        },
+        input_tokens: flags.isl,
+        output_tokens: flags.osl,
+        concurrencies: flags.concurrency.clone(),
+        requests_per_point: flags.requests,
+        stream: !flags.no_stream,
+        request_timeout_s: flags.request_timeout,
+        connection: if flags.keep_alive {
+            ConnectionMode::KeepAlive
+        } else {
+            ConnectionMode::FreshPerRequest
+        },
+        progress: true,
+        ..BenchSpec::new(url, &flags.model)
+    }
+}
+
+fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        !flags.concurrency.is_empty() && flags.concurrency.iter().all(|&c| c > 0),
+        "--concurrency needs one or more positive numbers"
+    );
+    anyhow::ensure!(flags.requests > 0, "--requests must be positive");
+    testbed_harness::signals::handle_signals_manually();
+    let run_id = RunId::fresh("bench");
+    let out = flags.out.clone().unwrap_or_else(|| {
+        Layout::from_env()
+            .target_dir
+            .join("testbed")
+            .join("bench")
+            .join(run_id.as_str())
+    });
+    let tokenizer = TinyModel::ensure()?.tokenizer()?;
+    let points = flags.concurrency.len();
+    println!(
+        "bench: making {} prompts of exactly {} tokens …",
+        points * flags.requests,
+        flags.isl
+    );
+    let prompts = Arc::new(PromptSet::generate(
+        &tokenizer,
+        flags.isl,
+        points * flags.requests,
+        1,
+    )?);
+    // One thread: the load generator measures on one core and leaves the
+    // others to the deployment.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let results = runtime.block_on(async {
+        let ctx;
+        let mut topology = None;
+        let (url, description) = match &flags.url {
+            Some(url) => (url.clone(), format!("existing deployment at {url}")),
+            None => {
+                ctx = TestContext::new("bench")?;
+                let mode = match flags.router_mode {
+                    RouterModeArg::Kv => RouterMode::Kv,
+                    RouterModeArg::RoundRobin => RouterMode::RoundRobin,
+                    RouterModeArg::Random => RouterMode::Random,
+                };
+                let mut builder = TopologyBuilder::routed(flags.workers.max(1), mode);
+                builder.mocker = MockerOptions {
+                    speedup_ratio: flags.speedup_ratio,
+                    ..MockerOptions::default()
+                };
+                builder.model_name = flags.model.clone();
+                let description = format!(
+                    "{} mocker(s), {:?} router, speedup {}",
+                    builder.workers, flags.router_mode, flags.speedup_ratio
+                )
+                .replace("Kv", "kv")
+                .replace("RoundRobin", "round-robin")
+                .replace("Random", "random");
+                println!(
+                    "bench: starting {description} (logs: {}) …",
+                    ctx.dir().display()
+                );
+                let t = builder.start(&ctx).await?;
+                let url = t.frontend.url().to_owned();
+                topology = Some(t);
+                (url, description)
+            }
+        };
+        let spec = spec_of(flags, &url);
+        println!(
+            "bench: {} in / {} out tokens, {} requests per point, concurrency {:?} against {}",
+            spec.input_tokens,
+            spec.output_tokens,
+            spec.requests_per_point,
+            spec.concurrencies,
+            spec.url
+        );
+        let points = tokio::select! {
+            points = testbed_load::sweep(&spec, &prompts) => points?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology is stopped"),
+        };
+        drop(topology);
+        anyhow::Ok(BenchResults::new(
+            run_id.as_str(),
+            spec,
+            &description,
+            points,
+        ))
+    })?;
+    let files = results.write(&out)?;
+    println!("\n{}", results.table());
+    println!(
+        "bench: {} points in {:.1} s; results in {}:",
+        results.points.len(),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    for f in files {
+        println!("  {}", f.display());
+    }
+    let failed: usize = results.points.iter().map(|p| p.failed).sum();
+    if failed > 0 {
+        println!("bench: {failed} request(s) failed (see errors above)");
+    }
+    Ok(0)
+}
