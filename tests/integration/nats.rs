@@ -46,6 +46,18 @@ fn request_reply() {
     });
 }
 
+/// A file-backed stream `ORDERS` on `orders.>`.
+async fn create_orders_stream(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
 async fn publish_and_count(js: &async_nats::jetstream::Context, n: usize) -> anyhow::Result<()> {
     for i in 0..n {
         js.publish("orders.new", format!("order {i}").into())
@@ -84,13 +96,7 @@ fn jetstream_publish_then_consume() {
     run_test(|ctx| async move {
         let nats = NatsServer::start(&ctx, NatsMode::JetStream).await?;
         let js = nats.jetstream().await?;
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: "ORDERS".into(),
-            subjects: vec!["orders.>".into()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await?;
+        create_orders_stream(&js).await?;
         publish_and_count(&js, 5).await?;
         let got = consume_all(&js).await?;
         assert_eq!(
@@ -108,13 +114,7 @@ fn jetstream_stream_survives_a_restart_on_the_same_port() {
         let port = nats.port();
         {
             let js = nats.jetstream().await?;
-            js.create_stream(async_nats::jetstream::stream::Config {
-                name: "ORDERS".into(),
-                subjects: vec!["orders.>".into()],
-                storage: async_nats::jetstream::stream::StorageType::File,
-                ..Default::default()
-            })
-            .await?;
+            create_orders_stream(&js).await?;
             publish_and_count(&js, 3).await?;
         }
         nats.restart().await?;

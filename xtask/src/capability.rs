@@ -179,24 +179,18 @@ fn python_env(kind: EnvKind) -> Finding {
 
 fn planner() -> Finding {
     let required = "import dynamo.planner".to_owned();
-    let Ok(env) = PythonEnv::pinned(EnvKind::Dynamo) else {
-        return Finding {
-            found: "no env".into(),
-            required,
-            ok: false,
-            version_mismatch: false,
-            fix: "run `cargo xtask setup`".into(),
-        };
+    let env = match PythonEnv::pinned(EnvKind::Dynamo) {
+        Ok(env) if env.is_ready() => env,
+        _ => {
+            return Finding {
+                found: "no env".into(),
+                required,
+                ok: false,
+                version_mismatch: false,
+                fix: "run `cargo xtask setup`".into(),
+            }
+        }
     };
-    if !env.is_ready() {
-        return Finding {
-            found: "no env".into(),
-            required,
-            ok: false,
-            version_mismatch: false,
-            fix: "run `cargo xtask setup`".into(),
-        };
-    }
     let out = std::process::Command::new(env.python())
         .args(["-c", "import dynamo.planner"])
         .output();
