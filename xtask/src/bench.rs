@@ -23,12 +23,13 @@ fn compare(flags: &BenchCompareFlags) -> anyhow::Result<i32> {
     let old = BenchResults::read(&flags.old)?;
     let new = BenchResults::read(&flags.new)?;
     println!(
-        "bench compare: old {} ({}) vs new {} ({}), threshold {}%",
+        "bench compare: old {} ({}) vs new {} ({}), threshold {}% (latencies also > {} ms)",
         old.run_id,
         old.git_revision.as_deref().unwrap_or("?"),
         new.run_id,
         new.git_revision.as_deref().unwrap_or("?"),
-        flags.threshold
+        flags.threshold,
+        flags.min_delta_ms
     );
     if old.spec.input_tokens != new.spec.input_tokens
         || old.spec.output_tokens != new.spec.output_tokens
@@ -44,7 +45,8 @@ fn compare(flags: &BenchCompareFlags) -> anyhow::Result<i32> {
             new.topology
         );
     }
-    let cmp = testbed_load::compare(&old, &new, flags.threshold);
+    let cmp =
+        testbed_load::compare::compare_with_floor(&old, &new, flags.threshold, flags.min_delta_ms);
     print!("{}", cmp.table());
     Ok(if cmp.regressions().is_empty() { 0 } else { 1 })
 }

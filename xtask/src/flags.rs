@@ -98,6 +98,10 @@ pub struct BenchCompareFlags {
     /// How much worse a metric may get, in percent (`10%` or `10`).
     #[arg(long, default_value = "10%", value_parser = testbed_load::compare::parse_threshold)]
     pub threshold: f64,
+    /// A latency must also be worse by more than this many milliseconds
+    /// (sub-millisecond percentiles swing by multiples between reruns).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_delta_ms: f64,
 }
 
 /// The settings of a bench run.

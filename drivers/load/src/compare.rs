@@ -31,6 +31,9 @@ pub struct MetricDelta {
 pub struct Comparison {
     /// The threshold, in percent.
     pub threshold_pct: f64,
+    /// Latency changes smaller than this many ms are never regressions
+    /// (sub-millisecond percentiles swing by multiples between reruns).
+    pub min_delta_ms: f64,
     /// Every metric of every shared concurrency.
     pub rows: Vec<MetricDelta>,
     /// Concurrencies only one of the runs has.
@@ -52,8 +55,20 @@ const METRICS: [Metric; 9] = [
     ("failed", |p| p.failed as f64, false),
 ];
 
-/// Compares `new` against `old` at `threshold_pct` percent.
+/// Compares `new` against `old` at `threshold_pct` percent, every change
+/// counted however small.
 pub fn compare(old: &BenchResults, new: &BenchResults, threshold_pct: f64) -> Comparison {
+    compare_with_floor(old, new, threshold_pct, 0.0)
+}
+
+/// Compares `new` against `old` at `threshold_pct` percent; a latency
+/// metric (`*_ms`) also has to be worse by more than `min_delta_ms`.
+pub fn compare_with_floor(
+    old: &BenchResults,
+    new: &BenchResults,
+    threshold_pct: f64,
+    min_delta_ms: f64,
+) -> Comparison {
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
     for o in &old.points {
@@ -74,7 +89,8 @@ pub fn compare(old: &BenchResults, new: &BenchResults, threshold_pct: f64) -> Co
             let regressed = if metric == "failed" {
                 nv > ov
             } else {
-                worse_pct.is_some_and(|w| w > threshold_pct)
+                let big_enough = !metric.ends_with("_ms") || (nv - ov) > min_delta_ms;
+                big_enough && worse_pct.is_some_and(|w| w > threshold_pct)
             };
             rows.push(MetricDelta {
                 concurrency: o.concurrency,
@@ -94,6 +110,7 @@ pub fn compare(old: &BenchResults, new: &BenchResults, threshold_pct: f64) -> Co
     );
     Comparison {
         threshold_pct,
+        min_delta_ms,
         rows,
         unmatched,
     }
@@ -184,6 +201,11 @@ mod tests {
         assert!(cmp.table().contains("REGRESSED"));
         // Within a 25% threshold it passes.
         assert!(compare(&old, &slow, 25.0).regressions().is_empty());
+        // A floor above the planted change in ms spares the latencies only.
+        let floored = compare_with_floor(&old, &slow, 10.0, 1000.0);
+        let names: std::collections::BTreeSet<_> =
+            floored.regressions().iter().map(|r| r.metric).collect();
+        assert_eq!(names, ["output_token_rate", "request_rate"].into());
         // Faster is never a regression.
         assert!(compare(&slow, &old, 0.0).regressions().is_empty());
     }
