@@ -71,6 +71,9 @@ fn streaming_client_disconnect_cancels_on_the_worker() {
         let mut bytes = resp.bytes_stream();
         let first = tokio::time::timeout(Duration::from_secs(10), bytes.next()).await?;
         assert!(first.is_some(), "the stream started");
+        // The first event can precede the worker's start (under load): go
+        // away only once the worker is generating.
+        t.busy_worker(Duration::from_secs(10)).await?;
         drop(bytes); // the client goes away mid-stream
         drop(http);
         assert_cancelled(&t, &fb, &wb).await

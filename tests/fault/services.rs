@@ -97,22 +97,56 @@ fn etcd_cluster_loses_each_member_in_turn_under_load() {
     });
 }
 
+/// Single-node etcd loss, as Dynamo 1.6.1 behaves: the frontend and the
+/// workers do not exit (they reconnect, retrying), and once etcd is back on
+/// its address the deployment serves again with every worker. While etcd is
+/// down, requests may be served or may hang (both were seen on this
+/// machine): that is printed as a finding, not asserted.
 #[test]
-fn single_etcd_loss_keeps_serving_known_workers() {
+fn single_etcd_loss_is_survived_and_service_resumes_when_it_returns() {
     run_test(|ctx| async move {
         let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
             .start(&ctx)
             .await?;
         t.etcd.as_mut().unwrap().kill_member(0).await;
-        // Requests travel over TCP: the frontend keeps routing to the
-        // workers it already knows while etcd is gone.
+        let during = tokio::time::timeout(
+            Duration::from_secs(5),
+            t.client().chat("tiny", "etcd is down", 4),
+        )
+        .await;
+        match &during {
+            Ok(Ok(a)) => println!("finding: with etcd down a request got {}", a.status),
+            Ok(Err(e)) => println!("finding: with etcd down a request failed: {e:#}"),
+            Err(_) => println!("finding: with etcd down a request hung for 5 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            t.frontend.process().is_running(),
+            "the frontend survives etcd's loss"
+        );
+        for w in &mut t.workers {
+            assert!(
+                w.process().is_running(),
+                "{} survives etcd's loss",
+                w.name()
+            );
+        }
+        assert_eq!(
+            t.client().get("/live").await?.status,
+            200,
+            "the frontend stays live"
+        );
+        t.etcd.as_mut().unwrap().start_member(0).await?;
+        let took = recovers(&t, 10, Duration::from_secs(60)).await?;
+        println!("requests succeed again {took:?} after etcd returned");
+        t.wait_for_worker_count(2, Duration::from_secs(30)).await?;
         let report = Load::start(
             &t.client(),
-            LoadSpec::new("tiny", 2, Duration::from_secs(3)),
+            LoadSpec::new("tiny", 2, Duration::from_secs(2)),
         )
         .finish()
         .await?;
-        check_nothing_lost("etcd down", &report);
+        check_nothing_lost("after etcd returned", &report);
         assert_eq!(report.failed_total(), 0, "{}", report.summary());
         Ok(())
     });

