@@ -1,8 +1,10 @@
 //! The tiny model the testbed generates itself: a byte-level BPE tokenizer
 //! (vocabulary 4096, so the mocker's token ids 1000–1999 decode to text)
-//! trained on generated text, a llama-style `config.json`, and a
-//! `tokenizer_config.json` with a chat template. Deterministic, offline,
-//! made once and cached under a key of its recipe.
+//! trained on generated text, a llama-style `config.json`, a
+//! `tokenizer_config.json` with a chat template, and `model.safetensors`:
+//! randomly initialised float32 Llama weights from a fixed seed, which a
+//! real engine (vLLM) loads; the mocker ignores them. Deterministic,
+//! offline, made once and cached under a key of its recipe.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +19,7 @@ use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
 /// Bumped whenever the recipe below changes: part of the cache key.
-const RECIPE_VERSION: &str = "tiny-llama-v1";
+const RECIPE_VERSION: &str = "tiny-llama-v2";
 /// The vocabulary size; the mocker emits ids in [1000, 2000).
 pub const VOCAB_SIZE: usize = 4096;
 /// Special tokens, ids 0, 1, 2.
@@ -43,6 +45,11 @@ pub struct ModelShape {
 }
 
 impl ModelShape {
+    /// The MLP's inner size.
+    pub fn intermediate(&self) -> usize {
+        self.hidden * 2
+    }
+
     /// 2 layers, hidden 64, 2 heads of 32: accepted by the CPU kernel.
     pub const TINY: ModelShape = ModelShape {
         hidden: 64,
@@ -73,7 +80,8 @@ impl ModelShape {
 /// A generated model folder.
 #[derive(Debug, Clone)]
 pub struct TinyModel {
-    /// The folder (`tokenizer.json`, `config.json`, `tokenizer_config.json`).
+    /// The folder (`tokenizer.json`, `config.json`, `tokenizer_config.json`,
+    /// `generation_config.json`, `model.safetensors`).
     pub dir: PathBuf,
 }
 
@@ -120,7 +128,7 @@ impl TinyModel {
 
 fn recipe_key(shape: ModelShape) -> String {
     let text = format!(
-        "{RECIPE_VERSION}|{VOCAB_SIZE}|{CHAT_TEMPLATE}|{shape:?}|{}",
+        "{RECIPE_VERSION}|{VOCAB_SIZE}|{CHAT_TEMPLATE}|{shape:?}|{}|{WEIGHT_SEED}|{INIT_STD}",
         corpus().len()
     );
     let mut hash: u64 = 0xcbf29ce484222325;
@@ -235,7 +243,7 @@ fn generate(dir: &Path, shape: ModelShape) -> anyhow::Result<()> {
         "model_type": "llama",
         "vocab_size": vocab,
         "hidden_size": shape.hidden,
-        "intermediate_size": shape.hidden * 2,
+        "intermediate_size": shape.intermediate(),
         "num_hidden_layers": shape.layers,
         "num_attention_heads": shape.heads,
         "num_key_value_heads": shape.heads,
@@ -267,7 +275,78 @@ fn generate(dir: &Path, shape: ModelShape) -> anyhow::Result<()> {
         dir.join("generation_config.json"),
         serde_json::to_vec_pretty(&generation_config)?,
     )?;
+    std::fs::write(
+        dir.join("model.safetensors"),
+        weights(shape, vocab, WEIGHT_SEED)?,
+    )?;
     Ok(())
+}
+
+/// The seed of the weights.
+const WEIGHT_SEED: u64 = 0x2545f4914f6cdd1d;
+/// Standard deviation of the initial weights (Llama's `initializer_range`).
+const INIT_STD: f32 = 0.02;
+
+/// The tensors of a Hugging Face `LlamaForCausalLM` of `shape` (name,
+/// `[rows, columns]` or `[len]`), in a fixed order.
+pub fn weight_shapes(shape: ModelShape, vocab: usize) -> Vec<(String, Vec<usize>)> {
+    let (h, i) = (shape.hidden, shape.intermediate());
+    let mut tensors = vec![("model.embed_tokens.weight".to_owned(), vec![vocab, h])];
+    for layer in 0..shape.layers {
+        let p = format!("model.layers.{layer}");
+        for proj in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+            tensors.push((format!("{p}.self_attn.{proj}.weight"), vec![h, h]));
+        }
+        tensors.push((format!("{p}.mlp.gate_proj.weight"), vec![i, h]));
+        tensors.push((format!("{p}.mlp.up_proj.weight"), vec![i, h]));
+        tensors.push((format!("{p}.mlp.down_proj.weight"), vec![h, i]));
+        tensors.push((format!("{p}.input_layernorm.weight"), vec![h]));
+        tensors.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+    }
+    tensors.push(("model.norm.weight".to_owned(), vec![h]));
+    tensors.push(("lm_head.weight".to_owned(), vec![vocab, h]));
+    tensors
+}
+
+/// `model.safetensors`: float32 weights, normal-ish (the mean of four
+/// uniforms, rescaled) times [`INIT_STD`] from one xorshift stream; norms
+/// 1.0. The same bytes on every machine.
+fn weights(shape: ModelShape, vocab: usize, seed: u64) -> anyhow::Result<Vec<u8>> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let mut rng = Rng(seed);
+    // The sum of 4 uniforms on [0, 1) has variance 4/12: centre and scale
+    // it to unit variance.
+    let scale = INIT_STD / (4.0f32 / 12.0).sqrt();
+    let mut normal = move || {
+        let sum: f32 = (0..4)
+            .map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum();
+        (sum - 2.0) * scale
+    };
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = weight_shapes(shape, vocab)
+        .into_iter()
+        .map(|(name, dims)| {
+            let len: usize = dims.iter().product();
+            let norm = name.ends_with("norm.weight");
+            let bytes = (0..len)
+                .flat_map(|_| if norm { 1.0f32 } else { normal() }.to_le_bytes())
+                .collect();
+            (name, dims, bytes)
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(name, dims, bytes)| {
+            TensorView::new(Dtype::F32, dims.clone(), bytes)
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // `format: pt` is what transformers' `save_pretrained` writes and its
+    // loader checks.
+    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| anyhow::anyhow!("serialize model.safetensors: {e}"))
 }
 
 #[cfg(test)]
@@ -285,7 +364,13 @@ mod tests {
         let (a, b) = (scratch("a"), scratch("b"));
         let ma = TinyModel::ensure_in(&a, ModelShape::TINY).unwrap();
         let mb = TinyModel::ensure_in(&b, ModelShape::TINY).unwrap();
-        for file in ["tokenizer.json", "config.json", "tokenizer_config.json"] {
+        for file in [
+            "tokenizer.json",
+            "config.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+            "model.safetensors",
+        ] {
             assert_eq!(
                 std::fs::read(ma.dir.join(file)).unwrap(),
                 std::fs::read(mb.dir.join(file)).unwrap(),
@@ -303,6 +388,52 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(a);
         let _ = std::fs::remove_dir_all(b);
+    }
+
+    #[test]
+    fn weights_match_the_config_as_hugging_face_names_them() {
+        let root = scratch("weights");
+        let model = TinyModel::ensure_in(&root, ModelShape::TINY).unwrap();
+        let bytes = std::fs::read(model.dir.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let expected = weight_shapes(ModelShape::TINY, VOCAB_SIZE);
+        assert_eq!(file.len(), expected.len(), "tensor count");
+        assert_eq!(
+            expected.len(),
+            3 + 9 * 2,
+            "embed, norm, lm_head and 9 per layer"
+        );
+        let mut params = 0;
+        for (name, dims) in &expected {
+            let t = file.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+            assert_eq!(t.shape(), dims.as_slice(), "{name}");
+            let values: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            params += values.len();
+            if name.ends_with("norm.weight") {
+                assert!(values.iter().all(|v| *v == 1.0), "{name} is all ones");
+            } else {
+                let mean = values.iter().sum::<f32>() / values.len() as f32;
+                let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f32>()
+                    / values.len() as f32)
+                    .sqrt();
+                assert!(mean.abs() < 0.002, "{name}: mean {mean}");
+                assert!((0.017..0.023).contains(&std), "{name}: std {std}");
+            }
+        }
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model.dir.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["intermediate_size"], 128);
+        assert_eq!(config["vocab_size"], VOCAB_SIZE);
+        assert_eq!(
+            params,
+            2 * 4096 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64
+        );
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]
