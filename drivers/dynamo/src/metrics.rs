@@ -26,9 +26,10 @@ impl Metrics {
         Self::parse(&text)
     }
 
-    /// Parses exposition text.
+    /// Parses exposition text. Names with colons (vLLM's `vllm:…`, legal
+    /// in Prometheus) are kept: the parser underneath drops them otherwise.
     pub fn parse(text: &str) -> anyhow::Result<Metrics> {
-        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let lines = text.lines().map(|l| Ok(encode_line(l)));
         let scrape = prometheus_parse::Scrape::parse(lines).context("parse Prometheus text")?;
         Ok(Metrics { scrape })
     }
@@ -39,7 +40,7 @@ impl Metrics {
             .scrape
             .samples
             .iter()
-            .map(|s| s.metric.clone())
+            .map(|s| decode_name(&s.metric))
             .collect();
         names.sort();
         names.dedup();
@@ -51,6 +52,7 @@ impl Metrics {
     /// observation count. 0 when absent (Dynamo creates some series on
     /// first use).
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let name = encode_name(name);
         self.scrape
             .samples
             .iter()
@@ -69,6 +71,7 @@ impl Metrics {
 
     /// Label sets of the samples named `name`.
     pub fn label_sets(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        let name = encode_name(name);
         self.scrape
             .samples
             .iter()
@@ -81,6 +84,36 @@ impl Metrics {
             })
             .collect()
     }
+}
+
+/// What a colon in a metric name becomes for the parser (whose names are
+/// `\w+`).
+const COLON: &str = "__colon__";
+
+fn encode_name(name: &str) -> String {
+    name.replace(':', COLON)
+}
+
+fn decode_name(name: &str) -> String {
+    name.replace(COLON, ":")
+}
+
+/// The line with the colons of its metric name (a sample's, or a `# HELP` /
+/// `# TYPE` line's) encoded.
+fn encode_line(line: &str) -> String {
+    for prefix in ["# HELP ", "# TYPE "] {
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let (name, tail) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+            return format!("{prefix}{}{tail}", encode_name(name));
+        }
+    }
+    if line.starts_with('#') {
+        return line.to_owned();
+    }
+    let end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    format!("{}{}", encode_name(&line[..end]), &line[end..])
 }
 
 /// `after - before` of [`Metrics::value`].
@@ -101,6 +134,29 @@ dynamo_frontend_time_to_first_token_seconds_bucket{model=\"tiny\",le=\"+Inf\"} 3
 dynamo_frontend_time_to_first_token_seconds_sum{model=\"tiny\"} 0.2
 dynamo_frontend_time_to_first_token_seconds_count{model=\"tiny\"} 3
 ";
+
+    #[test]
+    fn names_with_colons_are_parsed() {
+        let m = Metrics::parse(
+            "# HELP vllm:num_requests_running Running requests.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine=\"0\",model=\"tiny\"} 2.0
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{engine=\"0\"} 124.0
+",
+        )
+        .unwrap();
+        assert_eq!(
+            m.value("vllm:num_requests_running", &[("model", "tiny")]),
+            2.0
+        );
+        assert_eq!(m.value("vllm:generation_tokens_total", &[]), 124.0);
+        assert_eq!(
+            m.names(),
+            ["vllm:generation_tokens_total", "vllm:num_requests_running"]
+        );
+        assert_eq!(m.label_sets("vllm:generation_tokens_total").len(), 1);
+    }
 
     #[test]
     fn counters_sum_over_matching_labels_and_histograms_count() {
