@@ -17,7 +17,7 @@ use crate::frontend::{Frontend, FrontendOptions, RouterMode};
 use crate::model::TinyModel;
 use crate::planes::{Discovery, EventPlane, Planes, RequestPlane};
 use crate::pyenv::{EnvKind, PythonEnv};
-use crate::worker::{Disaggregation, MockerOptions, Worker, WorkerSpec};
+use crate::worker::{Disaggregation, MockerOptions, VllmOptions, Worker, WorkerSpec};
 
 /// Where workers register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +63,11 @@ pub struct TopologyBuilder {
     pub disaggregated: bool,
     /// Frontend settings.
     pub frontend: FrontendOptions,
-    /// Mocker settings of every worker.
+    /// Mocker settings of every worker (unless `vllm` is set).
     pub mocker: MockerOptions,
+    /// When set, every worker is a real vLLM engine with these settings
+    /// instead of a mocker.
+    pub vllm: Option<VllmOptions>,
     /// The served model name.
     pub model_name: String,
     /// etcd members (3 for HA tests), with etcd discovery.
@@ -81,6 +84,7 @@ impl Default for TopologyBuilder {
             disaggregated: false,
             frontend: FrontendOptions::default(),
             mocker: MockerOptions::default(),
+            vllm: None,
             model_name: "tiny".into(),
             etcd_members: 1,
         }
@@ -130,6 +134,30 @@ impl TopologyBuilder {
         self
     }
 
+    /// Runs real vLLM workers (`python -m dynamo.vllm`, from the vLLM env)
+    /// with `options` instead of mockers.
+    pub fn vllm(mut self, options: VllmOptions) -> Self {
+        self.vllm = Some(options);
+        self
+    }
+
+    /// What each worker runs, for a worker in `role`.
+    pub fn worker_spec(&self, role: Disaggregation) -> anyhow::Result<WorkerSpec> {
+        match &self.vllm {
+            None => Ok(WorkerSpec::Mocker(MockerOptions {
+                disaggregation: role,
+                ..self.mocker.clone()
+            })),
+            Some(vllm) => {
+                anyhow::ensure!(
+                    role == Disaggregation::Aggregated,
+                    "disaggregated vLLM workers are not supported by the testbed yet"
+                );
+                Ok(WorkerSpec::Vllm(vllm.clone()))
+            }
+        }
+    }
+
     /// Sets the migration limit.
     pub fn migration_limit(mut self, n: u32) -> Self {
         self.frontend.migration_limit = n;
@@ -140,6 +168,9 @@ impl TopologyBuilder {
     /// worker.
     pub async fn start(self, ctx: &TestContext) -> anyhow::Result<Topology> {
         let python = PythonEnv::pinned(EnvKind::Dynamo)?.require()?;
+        let worker_spec = self.worker_spec(Disaggregation::Aggregated)?;
+        let worker_python = PythonEnv::pinned(worker_spec.env_kind())?.require()?;
+        let startup_timeout = worker_spec.startup_timeout();
         let model = TinyModel::ensure()?;
         let dir = ctx.dir().to_owned();
         let needs_nats =
@@ -180,6 +211,7 @@ impl TopologyBuilder {
         let mut topology = Topology {
             dir,
             python,
+            worker_python,
             model,
             planes,
             nats,
@@ -203,7 +235,7 @@ impl TopologyBuilder {
             topology.workers.push(w);
         }
         topology
-            .wait_for_model(roles.len(), Duration::from_secs(60))
+            .wait_for_model(roles.len(), startup_timeout)
             .await?;
         Ok(topology)
     }
@@ -214,6 +246,7 @@ impl TopologyBuilder {
 pub struct Topology {
     dir: PathBuf,
     python: PathBuf,
+    worker_python: PathBuf,
     model: TinyModel,
     planes: Planes,
     /// Its NATS server, when a plane uses NATS.
@@ -236,12 +269,9 @@ impl Topology {
             Disaggregation::Decode => format!("decode-{}", self.next_worker),
         };
         self.next_worker += 1;
-        let spec = WorkerSpec::Mocker(MockerOptions {
-            disaggregation: role,
-            ..self.builder.mocker.clone()
-        });
+        let spec = self.builder.worker_spec(role)?;
         Ok(Worker::spawn(
-            &self.python,
+            &self.worker_python,
             &self.dir,
             &name,
             &self.planes,
@@ -260,7 +290,15 @@ impl Topology {
             .await?;
         self.workers.push(w);
         let n = self.live_workers();
-        self.wait_for_model(n, Duration::from_secs(60)).await
+        let timeout = self.startup_timeout();
+        self.wait_for_model(n, timeout).await
+    }
+
+    fn startup_timeout(&self) -> Duration {
+        self.builder
+            .worker_spec(Disaggregation::Aggregated)
+            .map(|s| s.startup_timeout())
+            .unwrap_or(Duration::from_secs(60))
     }
 
     fn live_workers(&mut self) -> usize {

