@@ -15,8 +15,7 @@ mod two_workers;
 
 use serde_json::{json, Value};
 use testbed_dynamo::{
-    DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, TinyModel, TopologyBuilder,
-    VllmOptions,
+    DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, TopologyBuilder, VllmOptions,
 };
 
 /// The served model's name.
@@ -35,35 +34,7 @@ pub fn vllm_topology(workers: usize, mode: RouterMode, max_model_len: u32) -> To
         })
 }
 
-/// Tokens of `text` by the fixture's tokenizer (no special tokens added).
-pub fn token_count(text: &str) -> usize {
-    let tokenizer = TinyModel::ensure()
-        .expect("the tiny model")
-        .tokenizer()
-        .expect("its tokenizer");
-    tokenizer.encode(text, false).expect("encode").len()
-}
-
-/// A prompt of `words` generated words, distinct per `seed`.
-pub fn prompt(seed: u64, words: usize) -> String {
-    let syllables = [
-        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "we", "zu", "pe", "do",
-    ];
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..words)
-        .map(|_| {
-            let mut w = String::new();
-            for _ in 0..3 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                w.push_str(syllables[(x % syllables.len() as u64) as usize]);
-            }
-            w
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use testbed_tests::{prompt, token_count};
 
 /// A prompt of at least `tokens` tokens (and a few more at most).
 pub fn prompt_of_tokens(seed: u64, tokens: usize) -> String {
