@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use testbed_dynamo::load::{Load, LoadSpec};
-use testbed_dynamo::{metrics, Metrics, MockerOptions, OpenAiClient, RouterMode, TopologyBuilder};
+use testbed_dynamo::{Metrics, MockerOptions, OpenAiClient, RouterMode, TopologyBuilder};
 use testbed_harness::run_test;
 
 use crate::check_nothing_lost;
@@ -39,29 +39,7 @@ fn sigkill_mid_stream_with_migration_completes_every_token() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         t.workers[busy].process().signal(libc::SIGKILL);
         let stream = tokio::time::timeout(Duration::from_secs(60), stream).await???;
-        assert_eq!(stream.status, 200);
-        assert!(
-            stream.error().is_none(),
-            "migration hid the failure: {:?}",
-            stream.error()
-        );
-        assert!(stream.done(), "the stream finished");
-        assert_eq!(
-            stream.usage().map(|u| u["completion_tokens"].clone()),
-            Some(200.into()),
-            "every token arrived"
-        );
-        let after = Metrics::scrape(&t.frontend.metrics_url()).await?;
-        let migrations = metrics::delta(
-            &before,
-            &after,
-            "dynamo_frontend_model_migration_total",
-            &[],
-        );
-        assert!(
-            migrations >= 1.0,
-            "the migration metric rose ({migrations})"
-        );
+        testbed_tests::assert_migrated(&stream, 200, &t.frontend.metrics_url(), &before).await?;
         Ok(())
     });
 }

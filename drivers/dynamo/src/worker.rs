@@ -220,22 +220,6 @@ fn kv_events_socket(system_port: u16) -> Result<PathBuf, String> {
 }
 
 impl Worker {
-    /// Starts a worker serving `model` as `model_name`; returns once it is
-    /// spawned and its system server answers `/health` (registration with
-    /// the frontend is checked by the topology's `wait_for_model`).
-    pub async fn start(
-        python: &Path,
-        dir: &Path,
-        name: &str,
-        planes: &Planes,
-        model: &TinyModel,
-        model_name: &str,
-        spec: &WorkerSpec,
-    ) -> anyhow::Result<Worker> {
-        let worker = Self::spawn(python, dir, name, planes, model, model_name, spec)?;
-        worker.wait_started().await
-    }
-
     /// Spawns without waiting (to start several workers at once).
     pub fn spawn(
         python: &Path,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use testbed_dynamo::{metrics, Metrics, RouterMode, Topology};
+use testbed_dynamo::{Metrics, RouterMode, Topology};
 use testbed_harness::run_test;
 
 use crate::{chat_with_logprobs, completion, ok, text_of, tokens_of, vllm_topology};
@@ -75,29 +75,8 @@ fn two_workers_decode_alike_and_a_killed_stream_migrates() {
         let stream = tokio::time::timeout(Duration::from_secs(120), stream)
             .await
             .map_err(|_| anyhow::anyhow!("the migrated stream hung"))???;
-        assert_eq!(stream.status, 200);
-        assert!(
-            stream.error().is_none(),
-            "migration hid the failure: {:?}",
-            stream.error()
-        );
-        assert!(stream.done(), "the migrated stream finished");
-        assert_eq!(
-            stream.usage().map(|u| u["completion_tokens"].clone()),
-            Some(max_tokens.into()),
-            "every token arrived"
-        );
-        let after = Metrics::scrape(&t.frontend.metrics_url()).await?;
-        let migrations = metrics::delta(
-            &before,
-            &after,
-            "dynamo_frontend_model_migration_total",
-            &[],
-        );
-        assert!(
-            migrations >= 1.0,
-            "the migration metric rose ({migrations})"
-        );
+        testbed_tests::assert_migrated(&stream, max_tokens, &t.frontend.metrics_url(), &before)
+            .await?;
         Ok(())
     });
 }
