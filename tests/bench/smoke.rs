@@ -3,18 +3,14 @@
 
 use std::sync::Arc;
 
-use testbed_dynamo::{MockerOptions, RouterMode, TopologyBuilder};
+use testbed_dynamo::{RouterMode, TopologyBuilder};
 use testbed_harness::run_test;
 use testbed_load::{BenchResults, BenchSpec, PromptSet, TokenCounter};
 
 #[test]
 fn sweep_of_a_real_topology_writes_sane_results_and_charts() {
     run_test(|ctx| async move {
-        let mut builder = TopologyBuilder::routed(2, RouterMode::Kv);
-        builder.mocker = MockerOptions {
-            speedup_ratio: 10.0,
-            ..MockerOptions::default()
-        };
+        let builder = TopologyBuilder::routed(2, RouterMode::Kv).speedup(10.0);
         let t = builder.start(&ctx).await?;
         let tokenizer = t.model().tokenizer()?;
         let spec = BenchSpec {

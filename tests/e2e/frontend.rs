@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
-use testbed_dynamo::{metrics, Metrics, MockerOptions, TopologyBuilder};
+use testbed_dynamo::{metrics, Metrics, TopologyBuilder};
 use testbed_harness::run_test;
 
 use crate::token_count;
@@ -186,11 +186,7 @@ fn error_contract() {
 fn client_timeout_frees_the_request() {
     run_test(|ctx| async move {
         // Slow generation: speedup 1, 400 tokens take seconds.
-        let mut builder = TopologyBuilder::aggregated();
-        builder.mocker = MockerOptions {
-            speedup_ratio: 1.0,
-            ..MockerOptions::default()
-        };
+        let builder = TopologyBuilder::aggregated().speedup(1.0);
         let t = builder.start(&ctx).await?;
         let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
         let http = reqwest::Client::builder()

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use testbed_dynamo::frontend::BusyThreshold;
-use testbed_dynamo::{metrics, Metrics, MockerOptions, RouterMode, Topology, TopologyBuilder};
+use testbed_dynamo::{metrics, Metrics, RouterMode, Topology, TopologyBuilder};
 use testbed_harness::run_test;
 
 async fn served(t: &Topology, content: &str) -> anyhow::Result<(u64, Value)> {
@@ -62,11 +62,7 @@ fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
 #[test]
 fn kv_routing_spreads_distinct_prefixes_under_load() {
     run_test(|ctx| async move {
-        let mut builder = TopologyBuilder::routed(2, RouterMode::Kv);
-        builder.mocker = MockerOptions {
-            speedup_ratio: 10.0,
-            ..MockerOptions::default()
-        };
+        let builder = TopologyBuilder::routed(2, RouterMode::Kv).speedup(10.0);
         let t = builder.start(&ctx).await?;
         let client = t.client();
         let requests = (0..16u64).map(|i| {
@@ -118,11 +114,7 @@ fn overload_answers_503_and_the_rejection_metric_matches() {
             active_prefill_tokens: 1,
             status: 503,
         });
-        builder.mocker = MockerOptions {
-            speedup_ratio: 1.0,
-            ..MockerOptions::default()
-        };
-        let t = builder.start(&ctx).await?;
+        let t = builder.speedup(1.0).start(&ctx).await?;
         let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
         let client = t.client();
         let requests = (0..50u64).map(|i| {

@@ -5,16 +5,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::json;
-use testbed_dynamo::{metrics, Metrics, MockerOptions, Topology, TopologyBuilder};
+use testbed_dynamo::{metrics, Metrics, Topology, TopologyBuilder};
 use testbed_harness::run_test;
 
 fn slow() -> TopologyBuilder {
-    let mut b = TopologyBuilder::aggregated();
-    b.mocker = MockerOptions {
-        speedup_ratio: 1.0,
-        ..MockerOptions::default()
-    };
-    b
+    TopologyBuilder::aggregated().speedup(1.0)
 }
 
 /// Waits until the worker counted a cancellation, the frontend a

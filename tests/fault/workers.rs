@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use testbed_dynamo::load::{Load, LoadSpec};
-use testbed_dynamo::{Metrics, MockerOptions, OpenAiClient, RouterMode, TopologyBuilder};
+use testbed_dynamo::{Metrics, OpenAiClient, RouterMode, TopologyBuilder};
 use testbed_harness::run_test;
 
 use crate::check_nothing_lost;
@@ -13,12 +13,9 @@ use crate::check_nothing_lost;
 /// Two slow workers (speedup 1: a 200-token answer takes a second or
 /// more), so that a stream is surely in flight when the fault lands.
 fn slow_pair(migration_limit: u32) -> TopologyBuilder {
-    let mut b = TopologyBuilder::routed(2, RouterMode::RoundRobin).migration_limit(migration_limit);
-    b.mocker = MockerOptions {
-        speedup_ratio: 1.0,
-        ..MockerOptions::default()
-    };
-    b
+    TopologyBuilder::routed(2, RouterMode::RoundRobin)
+        .migration_limit(migration_limit)
+        .speedup(1.0)
 }
 
 #[test]
@@ -105,13 +102,15 @@ fn dead_worker_leaves_etcd_discovery_then_nothing_fails() {
     });
 }
 
+/// Two fast workers with migration on: faults under steady load.
+fn migrating_pair() -> TopologyBuilder {
+    TopologyBuilder::routed(2, RouterMode::RoundRobin).migration_limit(3)
+}
+
 #[test]
 fn sigterm_under_load_fails_nothing() {
     run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .migration_limit(3)
-            .start(&ctx)
-            .await?;
+        let mut t = migrating_pair().start(&ctx).await?;
         let load = Load::start(
             &t.client(),
             LoadSpec::new("tiny", 4, Duration::from_secs(5)),
@@ -128,10 +127,7 @@ fn sigterm_under_load_fails_nothing() {
 #[test]
 fn stall_and_resume_under_load_loses_nothing() {
     run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .migration_limit(3)
-            .start(&ctx)
-            .await?;
+        let mut t = migrating_pair().start(&ctx).await?;
         let load = Load::start(
             &t.client(),
             LoadSpec::new("tiny", 4, Duration::from_secs(6)),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use testbed_dynamo::{MockerOptions, RouterMode, TinyModel, TopologyBuilder};
+use testbed_dynamo::{RouterMode, TinyModel, TopologyBuilder};
 use testbed_harness::{Layout, RunId, TestContext};
 use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint, PromptSet};
 
@@ -120,11 +120,8 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
                     RouterModeArg::RoundRobin => RouterMode::RoundRobin,
                     RouterModeArg::Random => RouterMode::Random,
                 };
-                let mut builder = TopologyBuilder::routed(flags.workers.max(1), mode);
-                builder.mocker = MockerOptions {
-                    speedup_ratio: flags.speedup_ratio,
-                    ..MockerOptions::default()
-                };
+                let mut builder = TopologyBuilder::routed(flags.workers.max(1), mode)
+                    .speedup(flags.speedup_ratio);
                 builder.model_name = flags.model.clone();
                 let description = format!(
                     "{} mocker(s), {:?} router, speedup {}",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use testbed_dynamo::{DiscoveryKind, EventPlaneKind, MockerOptions, RouterMode, TopologyBuilder};
+use testbed_dynamo::{DiscoveryKind, EventPlaneKind, RouterMode, TopologyBuilder};
 use testbed_harness::TestContext;
 
 use crate::flags::{DiscoveryArg, EventPlaneArg, RouterModeArg, TopologyArg, UpFlags};
@@ -39,7 +39,7 @@ pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
                 EventPlaneArg::Jetstream => EventPlaneKind::NatsJetStream,
                 EventPlaneArg::Zmq => EventPlaneKind::Zmq,
             });
-        builder.mocker = MockerOptions { speedup_ratio: flags.speedup_ratio, ..MockerOptions::default() };
+        builder = builder.speedup(flags.speedup_ratio);
         println!("up: starting {:?} with {} worker(s) …", flags.topology, builder.workers);
         let topology = builder.start(&ctx).await?;
         let url = topology.frontend.url().to_owned();

@@ -158,6 +158,12 @@ impl TopologyBuilder {
         }
     }
 
+    /// Sets every mocker's speedup ratio (1 = realistic timing, 100 = fast).
+    pub fn speedup(mut self, ratio: f64) -> Self {
+        self.mocker.speedup_ratio = ratio;
+        self
+    }
+
     /// Sets the migration limit.
     pub fn migration_limit(mut self, n: u32) -> Self {
         self.frontend.migration_limit = n;
