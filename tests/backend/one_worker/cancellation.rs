@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::json;
 use testbed_dynamo::{metrics, Metrics, RouterMode, Topology};
 use testbed_harness::run_test;
+use tokio::io::AsyncWriteExt;
 
 use crate::{vllm_topology, MODEL};
 
@@ -40,18 +41,24 @@ fn client_disconnects_cancel_the_request_in_vllm() {
         drop(bytes);
         assert_cancelled(&t, &before, "streaming").await?;
 
-        // Unary: abandon the request while vLLM generates it.
+        // Unary: a raw connection, closed while vLLM generates the answer
+        // (a dropped reqwest future leaves closing the socket to its pool
+        // task; closing it ourselves makes the disconnect certain).
         let before = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-        let request = tokio::spawn({
-            let (http, url, body) = (http.clone(), url.clone(), body(false));
-            async move { http.post(url).json(&body).send().await }
-        });
+        let payload = body(false).to_string();
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", t.frontend.port())).await?;
+        socket
+            .write_all(
+                format!(
+                    "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+                    payload.len()
+                )
+                .as_bytes(),
+            )
+            .await?;
         wait_running(&t, 1.0).await?;
-        request.abort();
-        assert!(
-            request.await.is_err_and(|e| e.is_cancelled()),
-            "the client gave up before any answer"
-        );
+        socket.shutdown().await?;
+        drop(socket);
         assert_cancelled(&t, &before, "unary").await
     });
 }
@@ -91,7 +98,10 @@ async fn assert_cancelled(t: &Topology, before: &Metrics, what: &str) -> anyhow:
         }
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(10),
-            "{what}: the disconnect did not cancel the request within 10 s: vllm:num_requests_running {running}, dynamo_component_cancellation_total +{cancelled}"
+            "{what}: the disconnect did not cancel the request within 10 s: vllm:num_requests_running {running}, dynamo_component_cancellation_total +{cancelled}\n\
+             the frontend's disconnect and cancellation lines:\n{}\nthe worker's:\n{}",
+            cancellation_lines(&t.frontend.log()),
+            cancellation_lines(t.workers[0].process_ref().log_path()),
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -115,4 +125,19 @@ async fn assert_cancelled(t: &Topology, before: &Metrics, what: &str) -> anyhow:
         "{what}: nothing runs after the cancellation"
     );
     Ok(())
+}
+
+/// The lines of a Dynamo log that speak of disconnects and cancellations,
+/// for a failure message.
+fn cancellation_lines(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            ["unexpectedly", "cancell", "request_type"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
 }
