@@ -1,93 +1,107 @@
-//! Comparing runs: an identical rerun passes at 10%, a planted 20%
-//! regression (slower latencies, lower rates) is flagged by name.
+//! Comparing real runs against the loopback SSE server: an unchanged rerun
+//! passes at 10%, a server 20% slower (a planted regression) is flagged by
+//! name. Each run measures every point in several interleaved rounds, as
+//! `cargo xtask bench` does, so that `compare` can tell noise from change.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use testbed_harness::run_test;
-use testbed_load::{
-    compare, sweep, BenchResults, BenchSpec, LoopbackSseServer, PromptSet, SseServerConfig,
-};
+use testbed_load::compare::compare_with_floor;
+use testbed_load::{sweep, BenchResults, BenchSpec, LoopbackSseServer, PromptSet, SseServerConfig};
 
-/// Every latency 20% longer, every rate 20% lower.
-fn planted_regression(mut r: BenchResults) -> BenchResults {
-    for p in &mut r.points {
-        for s in [&mut p.ttft_ms, &mut p.itl_ms, &mut p.e2e_ms] {
-            for v in [
-                &mut s.mean,
-                &mut s.min,
-                &mut s.p50,
-                &mut s.p90,
-                &mut s.p99,
-                &mut s.max,
-            ] {
-                *v *= 1.2;
-            }
-        }
-        p.request_rate /= 1.2;
-        p.output_token_rate /= 1.2;
-        p.duration_s *= 1.2;
-    }
-    r
+/// `cargo xtask bench compare`'s defaults.
+const THRESHOLD_PCT: f64 = 10.0;
+const MIN_DELTA_MS: f64 = 1.0;
+
+/// One run of 6 rounds (`cargo xtask bench`'s default) at concurrency 1
+/// and 4 against `server`, written to and read back from `dir`.
+async fn run(server: &LoopbackSseServer, dir: &std::path::Path) -> anyhow::Result<BenchResults> {
+    let spec = BenchSpec {
+        output_tokens: 8,
+        requests_per_point: 20,
+        rounds: 6,
+        concurrencies: vec![1, 4],
+        progress: false,
+        ..BenchSpec::new(&server.url(), "loopback")
+    };
+    let prompts = Arc::new(PromptSet {
+        tokens: 1,
+        prompts: vec!["hello".into()],
+    });
+    let points = sweep(&spec, &prompts).await?;
+    anyhow::ensure!(
+        points
+            .iter()
+            .all(|p| p.rounds.len() == 6 && p.requests == 120),
+        "every point aggregates its 6 rounds of 20 requests: {points:?}"
+    );
+    BenchResults::new("run", spec, "loopback", points).write(dir)?;
+    BenchResults::read(dir)
+}
+
+fn server(ttft_ms: u64, itl_us: u64) -> std::io::Result<LoopbackSseServer> {
+    LoopbackSseServer::start(SseServerConfig {
+        ttft: Duration::from_millis(ttft_ms),
+        itl: Duration::from_micros(itl_us),
+        ..SseServerConfig::default()
+    })
 }
 
 #[test]
-fn compare_flags_a_planted_regression_and_passes_an_identical_rerun() {
+fn compare_passes_an_unchanged_rerun_and_flags_a_planted_regression() {
     run_test(|ctx| async move {
-        let server = LoopbackSseServer::start(SseServerConfig {
-            ttft: Duration::from_millis(5),
-            itl: Duration::from_millis(1),
-            ..SseServerConfig::default()
-        })?;
-        let spec = BenchSpec {
-            output_tokens: 8,
-            requests_per_point: 20,
-            concurrencies: vec![1, 4],
-            progress: false,
-            ..BenchSpec::new(&server.url(), "loopback")
-        };
-        let prompts = Arc::new(PromptSet {
-            tokens: 1,
-            prompts: vec!["hello".into()],
-        });
-        let points = sweep(&spec, &prompts).await?;
-        let base = BenchResults::new("base", spec, "loopback", points);
-        let (old_dir, same_dir, slow_dir) =
-            (ctx.subdir("old")?, ctx.subdir("same")?, ctx.subdir("slow")?);
-        base.write(&old_dir)?;
-        base.write(&same_dir)?;
-        planted_regression(base.clone()).write(&slow_dir)?;
-        let old = BenchResults::read(&old_dir)?;
+        let usual = server(10, 2000)?;
+        let old = run(&usual, &ctx.subdir("old")?).await?;
+        let rerun = run(&usual, &ctx.subdir("rerun")?).await?;
+        // The regression: a server whose delays are 20% longer.
+        let slower = server(12, 2400)?;
+        let slow = run(&slower, &ctx.subdir("slow")?).await?;
 
-        let same = compare(&old, &BenchResults::read(&same_dir)?, 10.0);
+        let same = compare_with_floor(&old, &rerun, THRESHOLD_PCT, MIN_DELTA_MS);
+        println!("{}", same.table());
         assert!(same.regressions().is_empty(), "{}", same.table());
         assert!(same.unmatched.is_empty());
-
-        let slow = compare(&old, &BenchResults::read(&slow_dir)?, 10.0);
-        let table = slow.table();
-        println!("{table}");
-        let flagged: std::collections::BTreeSet<&str> =
-            slow.regressions().iter().map(|r| r.metric).collect();
-        for metric in [
-            "request_rate",
-            "output_token_rate",
-            "ttft_p50_ms",
-            "ttft_p99_ms",
-            "itl_p50_ms",
-            "e2e_p50_ms",
-            "e2e_p99_ms",
-        ] {
-            assert!(flagged.contains(metric), "{metric} not flagged:\n{table}");
-        }
-        assert!(!flagged.contains("failed"));
         assert!(
-            table.contains("REGRESSED") && table.contains("+20.0%"),
-            "{table}"
+            same.rows
+                .iter()
+                .all(|r| r.metric == "failed" || r.noise_pct.is_some()),
+            "every measured metric has a noise band: {}",
+            same.table()
         );
-        // Above the planted change, nothing is flagged.
-        assert!(compare(&old, &BenchResults::read(&slow_dir)?, 25.0)
+
+        let cmp = compare_with_floor(&old, &slow, THRESHOLD_PCT, MIN_DELTA_MS);
+        let table = cmp.table();
+        println!("{table}");
+        let flagged: BTreeSet<(usize, &str)> = cmp
             .regressions()
-            .is_empty());
+            .iter()
+            .map(|r| (r.concurrency, r.metric))
+            .collect();
+        // On a machine this busy, one metric or another drowns in noise
+        // now and then; the regression still shows in both kinds.
+        assert!(
+            flagged.iter().any(|(_, m)| m.ends_with("_rate")),
+            "no rate flagged:\n{table}"
+        );
+        assert!(
+            flagged.iter().any(|(_, m)| m.ends_with("_ms")),
+            "no latency flagged:\n{table}"
+        );
+        assert!(!flagged.iter().any(|(_, m)| *m == "failed"));
+        assert!(table.contains("REGRESSED"), "{table}");
+        // Above the planted change the rates and medians pass (tails such
+        // as p99 can move by more than the delays did).
+        let loose = compare_with_floor(&old, &slow, 25.0, MIN_DELTA_MS);
+        assert!(
+            loose
+                .regressions()
+                .iter()
+                .all(|r| r.metric.ends_with("p99_ms")),
+            "{}",
+            loose.table()
+        );
         Ok(())
     });
 }

@@ -62,6 +62,7 @@ fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
         output_tokens: flags.osl,
         concurrencies: flags.concurrency.clone(),
         requests_per_point: flags.requests,
+        rounds: usize::from(flags.rounds),
         stream: !flags.no_stream,
         request_timeout_s: flags.request_timeout,
         connection: if flags.keep_alive {
@@ -90,18 +91,12 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             .join(run_id.as_str())
     });
     let tokenizer = TinyModel::ensure()?.tokenizer()?;
-    let points = flags.concurrency.len();
+    let prompt_count = flags.concurrency.len() * flags.requests * usize::from(flags.rounds);
     println!(
-        "bench: making {} prompts of exactly {} tokens …",
-        points * flags.requests,
+        "bench: making {prompt_count} prompts of exactly {} tokens …",
         flags.isl
     );
-    let prompts = Arc::new(PromptSet::generate(
-        &tokenizer,
-        flags.isl,
-        points * flags.requests,
-        1,
-    )?);
+    let prompts = Arc::new(PromptSet::generate(&tokenizer, flags.isl, prompt_count, 1)?);
     // One thread: the load generator measures on one core and leaves the
     // others to the deployment.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -142,10 +137,11 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
         };
         let spec = spec_of(flags, &url);
         println!(
-            "bench: {} in / {} out tokens, {} requests per point, concurrency {:?} against {}",
+            "bench: {} in / {} out tokens, {} requests per point in each of {} round(s), concurrency {:?} against {}",
             spec.input_tokens,
             spec.output_tokens,
             spec.requests_per_point,
+            spec.rounds,
             spec.concurrencies,
             spec.url
         );

@@ -132,9 +132,15 @@ pub struct BenchRunFlags {
     /// Output tokens per request (forced with ignore_eos).
     #[arg(long, default_value_t = 32)]
     pub osl: u32,
-    /// Requests per concurrency point.
-    #[arg(long, default_value_t = 200)]
+    /// Requests per concurrency point in each round.
+    #[arg(long, default_value_t = 100)]
     pub requests: usize,
+    /// Rounds of the sweep, interleaved (every point once, then again, …).
+    /// With two or more in both runs, `bench compare` reads the spread
+    /// between rounds as noise and flags only changes beyond it (6 rounds:
+    /// an unchanged metric has a 1 in 924 chance to look worse in all).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rounds: u16,
     /// Use /v1/completions instead of /v1/chat/completions.
     #[arg(long)]
     pub completions: bool,
@@ -355,9 +361,16 @@ mod tests {
         assert!(flags.action.is_none());
         assert_eq!(flags.run.concurrency, [1, 2]);
         assert_eq!(
-            (flags.run.isl, flags.run.osl, flags.run.requests),
-            (64, 32, 200)
+            (
+                flags.run.isl,
+                flags.run.osl,
+                flags.run.requests,
+                flags.run.rounds
+            ),
+            (64, 32, 100, 6)
         );
+        let err = Xtask::try_parse_from(["cargo xtask", "bench", "--rounds", "0"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
         let Xtask {
             command: Command::Bench(flags),
         } = Xtask::try_parse_from([

@@ -2,6 +2,12 @@
 //! (higher is better) and the TTFT, ITL and end-to-end percentiles (lower
 //! is better), with the change in percent, and the metrics that got worse
 //! by more than a threshold. New failures are always a regression.
+//!
+//! Noise: when both runs measured each point in several rounds, a metric
+//! regresses only if, besides the threshold, every round of the new run is
+//! worse than every round of the old one. A rerun on a busy machine moves
+//! the pooled value by a few percent, now up, now down; the rounds of the
+//! two runs then overlap. A real slowdown moves them all.
 
 use std::fmt::Write as _;
 
@@ -22,7 +28,11 @@ pub struct MetricDelta {
     /// How much worse the new run is, in percent of the old value
     /// (negative: better); `None` when the old value is zero.
     pub worse_pct: Option<f64>,
-    /// Whether it got worse by more than the threshold.
+    /// How far its rounds spread, in percent of their median: the larger
+    /// of the two runs' spreads; `None` unless both runs have rounds.
+    pub noise_pct: Option<f64>,
+    /// Whether it got worse by more than the threshold (and the floor),
+    /// with every new round worse than every old one.
     pub regressed: bool,
 }
 
@@ -86,11 +96,21 @@ pub fn compare_with_floor(
                     change
                 }
             });
+            let (old_rounds, new_rounds) = (round_values(o, value), round_values(n, value));
+            let noise_pct = spread_pct(&old_rounds)
+                .zip(spread_pct(&new_rounds))
+                .map(|(a, b)| a.max(b));
             let regressed = if metric == "failed" {
                 nv > ov
             } else {
                 let big_enough = !metric.ends_with("_ms") || (nv - ov) > min_delta_ms;
-                big_enough && worse_pct.is_some_and(|w| w > threshold_pct)
+                let beyond_noise = noise_pct.is_none()
+                    || if higher_better {
+                        max(&new_rounds) < min(&old_rounds)
+                    } else {
+                        min(&new_rounds) > max(&old_rounds)
+                    };
+                big_enough && beyond_noise && worse_pct.is_some_and(|w| w > threshold_pct)
             };
             rows.push(MetricDelta {
                 concurrency: o.concurrency,
@@ -98,6 +118,7 @@ pub fn compare_with_floor(
                 old: ov,
                 new: nv,
                 worse_pct,
+                noise_pct,
                 regressed,
             });
         }
@@ -116,6 +137,31 @@ pub fn compare_with_floor(
     }
 }
 
+/// A metric's value in each round of a point (empty without rounds).
+fn round_values(point: &PointResult, value: fn(&PointResult) -> f64) -> Vec<f64> {
+    point.rounds.iter().map(value).collect()
+}
+
+/// (max − min) / median of two or more values, in percent; `None` for
+/// fewer values or a zero median.
+fn spread_pct(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = crate::stats::percentile(&sorted, 50.0);
+    (median != 0.0).then(|| (max(values) - min(values)) / median.abs() * 100.0)
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
 impl Comparison {
     /// The metrics that regressed.
     pub fn regressions(&self) -> Vec<&MetricDelta> {
@@ -125,21 +171,25 @@ impl Comparison {
     /// A side-by-side table; regressions are marked `REGRESSED`.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:>5}  {:<18} {:>12} {:>12} {:>9}\n",
-            "conc", "metric", "old", "new", "worse"
+            "{:>5}  {:<18} {:>12} {:>12} {:>9} {:>8}\n",
+            "conc", "metric", "old", "new", "worse", "noise"
         );
         for r in &self.rows {
             let worse = r
                 .worse_pct
                 .map_or_else(|| "n/a".to_owned(), |w| format!("{w:+.1}%"));
+            let noise = r
+                .noise_pct
+                .map_or_else(|| "-".to_owned(), |n| format!("{n:.1}%"));
             let _ = writeln!(
                 out,
-                "{:>5}  {:<18} {:>12.3} {:>12.3} {:>9}{}",
+                "{:>5}  {:<18} {:>12.3} {:>12.3} {:>9} {:>8}{}",
                 r.concurrency,
                 r.metric,
                 r.old,
                 r.new,
                 worse,
+                noise,
                 if r.regressed { "  REGRESSED" } else { "" }
             );
         }
@@ -151,13 +201,21 @@ impl Comparison {
             );
         }
         let n = self.regressions().len();
+        let rule = if self.rows.iter().any(|r| r.noise_pct.is_some()) {
+            " with every round of the new run worse than every round of the old"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "{}",
             if n == 0 {
-                format!("no metric worse by more than {}%", self.threshold_pct)
+                format!("no metric worse by more than {}%{rule}", self.threshold_pct)
             } else {
-                format!("{n} metric(s) worse by more than {}%", self.threshold_pct)
+                format!(
+                    "{n} metric(s) worse by more than {}%{rule}",
+                    self.threshold_pct
+                )
             }
         );
         out
@@ -208,6 +266,66 @@ mod tests {
         assert_eq!(names, ["output_token_rate", "request_rate"].into());
         // Faster is never a regression.
         assert!(compare(&slow, &old, 0.0).regressions().is_empty());
+    }
+
+    /// A point of `ttfts.len()` rounds, round `i` one request with TTFT
+    /// `ttfts[i]` ms that took `secs[i]` seconds.
+    fn rounds(ttfts: &[f64], secs: &[f64]) -> BenchResults {
+        let record = |ttft: f64| crate::engine::RequestRecord {
+            ttft_ms: Some(ttft),
+            itl_ms: vec![1.0],
+            e2e_ms: ttft + 1.0,
+            input_tokens: Some(10),
+            output_tokens: 2,
+            error: None,
+        };
+        let rounds: Vec<PointResult> = ttfts
+            .iter()
+            .zip(secs)
+            .map(|(&t, &s)| PointResult::aggregate(4, &[record(t)], s))
+            .collect();
+        let all: Vec<_> = ttfts.iter().map(|&t| record(t)).collect();
+        let mut run = synthetic("r", 1.0);
+        run.points = vec![PointResult {
+            rounds,
+            ..PointResult::aggregate(4, &all, secs.iter().sum())
+        }];
+        run
+    }
+
+    #[test]
+    fn a_change_within_the_rounds_spread_is_noise() {
+        // TTFT p50 20 → 24 ms (+20%) and rate −17%, but the rounds overlap.
+        let old = rounds(&[18.0, 20.0, 26.0], &[1.0, 1.0, 1.3]);
+        let new = rounds(&[21.0, 24.0, 25.0], &[1.1, 1.2, 1.3]);
+        let cmp = compare(&old, &new, 10.0);
+        let ttft = cmp.rows.iter().find(|r| r.metric == "ttft_p50_ms").unwrap();
+        assert_eq!(ttft.worse_pct, Some(20.0));
+        assert_eq!(ttft.noise_pct, Some(40.0));
+        assert!(cmp.regressions().is_empty(), "{}", cmp.table());
+        assert!(cmp.table().contains("every round of the new run"));
+    }
+
+    #[test]
+    fn every_round_worse_is_a_regression() {
+        let old = rounds(&[19.0, 20.0, 21.0], &[1.0, 1.0, 1.0]);
+        let new = rounds(&[23.0, 24.0, 26.0], &[1.2, 1.2, 1.25]);
+        let names: std::collections::BTreeSet<_> = compare(&old, &new, 10.0)
+            .regressions()
+            .iter()
+            .map(|r| r.metric)
+            .collect();
+        assert!(names.contains("ttft_p50_ms"), "{names:?}");
+        assert!(names.contains("request_rate"), "{names:?}");
+        // One round of the new run as good as the old's worst: noise.
+        let new = rounds(&[21.0, 24.0, 26.0], &[1.0, 1.2, 1.25]);
+        let names: Vec<_> = compare(&old, &new, 10.0)
+            .regressions()
+            .iter()
+            .map(|r| r.metric)
+            .collect();
+        assert!(!names.contains(&"ttft_p50_ms"), "{names:?}");
+        assert!(!names.contains(&"request_rate"), "{names:?}");
     }
 
     #[test]

@@ -69,8 +69,14 @@ pub struct BenchSpec {
     pub output_tokens: u32,
     /// The concurrencies of the sweep, in order.
     pub concurrencies: Vec<usize>,
-    /// Requests per point.
+    /// Requests per point and round.
     pub requests_per_point: usize,
+    /// Rounds of the sweep: every point is measured once per round, the
+    /// rounds interleaved (every point of round 1, then of round 2, …), so
+    /// that a change in the machine's load between rounds shows up as
+    /// spread within each point, which `bench compare` reads as noise.
+    #[serde(default = "one_round")]
+    pub rounds: usize,
     /// Stream the answers (server-sent events); otherwise only end-to-end
     /// latency is measured.
     pub stream: bool,
@@ -82,10 +88,15 @@ pub struct BenchSpec {
     pub progress: bool,
 }
 
+/// Results written before rounds existed had one.
+fn one_round() -> usize {
+    1
+}
+
 impl BenchSpec {
     /// A streaming chat sweep of `model` at `url` with defaults: 128 input
     /// tokens, 32 output tokens, concurrency 1..64 in powers of two, 200
-    /// requests per point, fresh connections, progress on.
+    /// requests per point in one round, fresh connections, progress on.
     pub fn new(url: &str, model: &str) -> BenchSpec {
         BenchSpec {
             url: url.trim_end_matches('/').to_owned(),
@@ -95,6 +106,7 @@ impl BenchSpec {
             output_tokens: 32,
             concurrencies: vec![1, 2, 4, 8, 16, 32, 64],
             requests_per_point: 200,
+            rounds: 1,
             stream: true,
             request_timeout_s: 60.0,
             connection: ConnectionMode::FreshPerRequest,
@@ -431,16 +443,44 @@ pub async fn run_point(
     (point, records)
 }
 
-/// Runs every point of `spec` in order, each with its own prompts from
-/// `prompts` (point `k` starts at prompt `k * requests_per_point`).
+/// Runs every point of `spec`, round after round, each request with a
+/// prompt of its own (round `r`, point `k` starts at prompt
+/// `(r * points + k) * requests_per_point`). With more than one round a
+/// point's result aggregates every round's requests and keeps each
+/// round's own result in [`PointResult::rounds`].
 pub async fn sweep(spec: &BenchSpec, prompts: &Arc<PromptSet>) -> anyhow::Result<Vec<PointResult>> {
     let client = spec.client()?;
-    let mut points = Vec::new();
-    for (k, &c) in spec.concurrencies.iter().enumerate() {
-        let (point, _) = run_point(&client, spec, prompts, c, k * spec.requests_per_point).await;
-        points.push(point);
+    let rounds = spec.rounds.max(1);
+    let points = spec.concurrencies.len();
+    let mut records: Vec<Vec<RequestRecord>> = vec![Vec::new(); points];
+    let mut per_round: Vec<Vec<PointResult>> = vec![Vec::new(); points];
+    for round in 0..rounds {
+        if rounds > 1 && spec.progress {
+            eprintln!("bench: round {}/{rounds}", round + 1);
+        }
+        for (k, &c) in spec.concurrencies.iter().enumerate() {
+            let offset = (round * points + k) * spec.requests_per_point;
+            let (point, recs) = run_point(&client, spec, prompts, c, offset).await;
+            per_round[k].push(point);
+            records[k].extend(recs);
+        }
     }
-    Ok(points)
+    Ok(spec
+        .concurrencies
+        .iter()
+        .zip(per_round)
+        .zip(records)
+        .map(|((&c, mut rounds_of_point), records)| {
+            if rounds_of_point.len() == 1 {
+                return rounds_of_point.remove(0);
+            }
+            let duration = rounds_of_point.iter().map(|p| p.duration_s).sum();
+            PointResult {
+                rounds: rounds_of_point,
+                ..PointResult::aggregate(c, &records, duration)
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -87,6 +87,10 @@ pub struct PointResult {
     pub itl_ms: Summary,
     /// Request latency from send to the end of the answer, ms.
     pub e2e_ms: Summary,
+    /// With more than one round: each round's own result (whose `rounds`
+    /// are empty); the fields above aggregate them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<PointResult>,
 }
 
 impl PointResult {
@@ -132,6 +136,7 @@ impl PointResult {
             ttft_ms: Summary::of(ok.iter().filter_map(|r| r.ttft_ms).collect()),
             itl_ms: Summary::of(ok.iter().flat_map(|r| r.itl_ms.iter().copied()).collect()),
             e2e_ms: Summary::of(ok.iter().map(|r| r.e2e_ms).collect()),
+            rounds: Vec::new(),
         }
     }
 }
