@@ -32,10 +32,17 @@ pub fn run(sh: &Shell, flags: &BisectFlags) -> anyhow::Result<i32> {
         tiers.len() == 1,
         "bisect takes one tier, not `all`: name the tier whose test regressed"
     );
+    if let Some(range) = &flags.dynamo {
+        return crate::bisect_dynamo::run(sh, range, tiers[0], &flags.nextest_args);
+    }
+    let good = flags
+        .good
+        .as_deref()
+        .context("--good is required unless --dynamo is given")?;
     let outcome = bisect(
         sh,
         &repo,
-        &flags.good,
+        good,
         &flags.bad,
         tiers[0].profile(),
         &flags.nextest_args,

@@ -40,6 +40,11 @@ pub enum Command {
     /// a separate worktree, builds shared between steps, a commit that does
     /// not build skipped (not blamed). Narrow the tests with `-- <nextest
     /// args>`, e.g. `-- -E 'test(=router::round_robin_alternates)'`.
+    ///
+    /// With `--dynamo GOOD..BAD` it finds the first Dynamo release (from
+    /// PyPI, nightlies included) where this checkout's tests fail, each
+    /// release in its own cached env; one that cannot be installed is
+    /// skipped.
     Bisect(BisectFlags),
     /// Benchmark a Dynamo deployment: sweep concurrency with prompts of an
     /// exact input length and a fixed output length, and write results
@@ -55,11 +60,17 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct BisectFlags {
     /// A commit where the tests pass.
-    #[arg(long)]
-    pub good: String,
+    #[arg(long, required_unless_present = "dynamo")]
+    pub good: Option<String>,
     /// A commit where they fail.
     #[arg(long, default_value = "HEAD")]
     pub bad: String,
+    /// Bisect Dynamo releases instead of commits: `GOOD..BAD`, two
+    /// ai-dynamo versions on PyPI (nightlies such as 1.6.0.dev20261001
+    /// count). This checkout's tests run against each probed release's own
+    /// env, provisioned side by side in the cache.
+    #[arg(long, conflicts_with = "good", value_parser = clap::value_parser!(crate::bisect_dynamo::ReleaseRange))]
+    pub dynamo: Option<crate::bisect_dynamo::ReleaseRange>,
     /// The tier whose tests decide.
     #[arg(long, value_enum)]
     pub tier: TierArg,

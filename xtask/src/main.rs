@@ -4,6 +4,7 @@
 
 mod bench;
 mod bisect;
+mod bisect_dynamo;
 mod capability;
 mod doctor;
 mod flags;

@@ -134,7 +134,7 @@ fn check_version(pin: &ServicePin, found: &str, path: &Path, strict: bool) -> an
 }
 
 /// uv, installed from PyPI into the cache at the pinned version.
-fn ensure_uv(sh: &Shell, layout: &Layout, pins: &Pins) -> anyhow::Result<PathBuf> {
+pub fn ensure_uv(sh: &Shell, layout: &Layout, pins: &Pins) -> anyhow::Result<PathBuf> {
     let dir = layout
         .cache_dir
         .join("tools")
@@ -176,7 +176,21 @@ fn ensure_env(
     kind: EnvKind,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let env = PythonEnv::pinned(kind)?;
+    provision(sh, layout, pins, &PythonEnv::pinned(kind)?, dry_run)
+}
+
+/// Creates `env` from its lock file unless it is ready: a venv of the
+/// pinned Python, `uv pip install --require-hashes --no-deps`, an import
+/// check, then the completion marker. Two runs at once: one builds, the
+/// other waits and reuses.
+pub fn provision(
+    sh: &Shell,
+    layout: &Layout,
+    pins: &Pins,
+    env: &PythonEnv,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let kind = env.kind;
     if env.is_ready() {
         println!("setup: {} env ready at {}", kind.name(), env.dir.display());
         return Ok(());

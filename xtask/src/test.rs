@@ -165,16 +165,8 @@ fn run_tier(
     let mut command = std::process::Command::new("cargo");
     command
         .current_dir(sh.current_dir())
-        .args([
-            "nextest",
-            "run",
-            "--profile",
-            profile,
-            "--no-tests=warn",
-            "-E",
-            &filter,
-        ])
-        .args(&flags.nextest_args)
+        .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
+        .args(with_exclusions(&filter, &flags.nextest_args))
         .env("TESTBED_RUN_ID", run_id.as_str())
         .env("TESTBED_KEEP_LOGS", if flags.keep_logs { "1" } else { "0" });
     if let Some((nats, etcd)) = &services {
@@ -239,4 +231,90 @@ fn list_tests(sh: &Shell, profile: &str, filter: &str) -> anyhow::Result<Vec<Str
         }
     }
     Ok(names)
+}
+
+/// The nextest arguments with `filter` (the needs' exclusions) applied:
+/// nextest ORs repeated `-E` filtersets, so the user's own (`-E X`,
+/// `-EX`, `--filterset X`, `--filterset=X`) are folded into one
+/// `-E '(X | …) and (filter)'`; everything else passes through.
+pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
+    let mut expressions = Vec::new();
+    let mut rest = Vec::new();
+    let mut args = user_args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            rest.push(arg.clone());
+            rest.extend(args.by_ref().cloned());
+            break;
+        }
+        match arg.as_str() {
+            "-E" | "--filterset" | "--filter-expr" => {
+                if let Some(x) = args.next() {
+                    expressions.push(x.clone());
+                }
+            }
+            a if a.starts_with("--filterset=") || a.starts_with("--filter-expr=") => {
+                expressions.push(
+                    a.split_once('=')
+                        .map(|(_, x)| x.to_owned())
+                        .unwrap_or_default(),
+                );
+            }
+            a if a.starts_with("-E") && a.len() > 2 => expressions.push(a[2..].to_owned()),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    let combined = if expressions.is_empty() {
+        filter.to_owned()
+    } else {
+        let user: Vec<String> = expressions.iter().map(|x| format!("({x})")).collect();
+        format!("({}) and ({filter})", user.join(" | "))
+    };
+    let mut out = vec!["-E".to_owned(), combined];
+    out.extend(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_filtersets_are_anded_with_the_exclusions() {
+        let args = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: [(&str, Vec<String>, Vec<String>); 5] = [
+            (
+                "no user filter",
+                args(&["router"]),
+                args(&["-E", "not (a)", "router"]),
+            ),
+            (
+                "one -E",
+                args(&["-E", "test(/^hermetic::/)", "--no-capture"]),
+                args(&[
+                    "-E",
+                    "((test(/^hermetic::/))) and (not (a))",
+                    "--no-capture",
+                ]),
+            ),
+            (
+                "two filtersets are ORed, then ANDed",
+                args(&["-E", "test(x)", "--filterset=test(y)"]),
+                args(&["-E", "((test(x)) | (test(y))) and (not (a))"]),
+            ),
+            (
+                "glued -E",
+                args(&["-Etest(x)"]),
+                args(&["-E", "((test(x))) and (not (a))"]),
+            ),
+            (
+                "after -- nothing is a filterset",
+                args(&["--", "-E", "x"]),
+                args(&["-E", "not (a)", "--", "-E", "x"]),
+            ),
+        ];
+        for (name, input, expected) in cases {
+            assert_eq!(with_exclusions("not (a)", &input), expected, "case {name}");
+        }
+    }
 }

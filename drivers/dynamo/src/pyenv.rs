@@ -111,6 +111,27 @@ impl PythonEnv {
         })
     }
 
+    /// An env of `kind` at `version` built from `lock_file` (not the
+    /// pinned one: `bisect --dynamo` provisions one per release), in the
+    /// cache beside the pinned envs, keyed the same way.
+    pub fn for_lock(kind: EnvKind, version: &str, lock_file: &Path) -> anyhow::Result<PythonEnv> {
+        let layout = Layout::from_env();
+        let pins = Pins::from_repo()?;
+        let dir = layout.cache_dir.join("python").join(format!(
+            "{}-{version}-py{}-{}",
+            kind.name(),
+            pins.python.version,
+            content_key(lock_file)?
+        ));
+        Ok(PythonEnv {
+            kind,
+            version: version.to_owned(),
+            lock_file: lock_file.to_owned(),
+            dir,
+            overridden: false,
+        })
+    }
+
     /// The env's interpreter.
     pub fn python(&self) -> PathBuf {
         self.dir.join("bin").join("python")
