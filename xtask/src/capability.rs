@@ -24,17 +24,26 @@ pub enum Need {
     VllmEnv,
     /// At least one NVIDIA GPU.
     Gpu,
+    /// A Python env with Dynamo and CUDA vLLM (`TESTBED_VLLM_GPU_ENV`).
+    VllmGpuEnv,
+    /// A Python env with Dynamo and SGLang (`TESTBED_SGLANG_ENV`).
+    SglangEnv,
+    /// A Python env with Dynamo and TensorRT-LLM (`TESTBED_TRTLLM_ENV`).
+    TrtllmEnv,
 }
 
 impl Need {
     /// Every need, in table order.
-    pub const ALL: [Need; 6] = [
+    pub const ALL: [Need; 9] = [
         Need::NatsServer,
         Need::Etcd,
         Need::DynamoEnv,
         Need::DynamoPlanner,
         Need::VllmEnv,
         Need::Gpu,
+        Need::VllmGpuEnv,
+        Need::SglangEnv,
+        Need::TrtllmEnv,
     ];
 
     /// The name used in `tests/needs.toml` and in tables.
@@ -46,6 +55,9 @@ impl Need {
             Need::DynamoPlanner => "dynamo-planner",
             Need::VllmEnv => "vllm-env",
             Need::Gpu => "gpu",
+            Need::VllmGpuEnv => "vllm-gpu-env",
+            Need::SglangEnv => "sglang-env",
+            Need::TrtllmEnv => "trtllm-env",
         }
     }
 }
@@ -124,6 +136,61 @@ fn check(need: Need, pins: &Pins) -> Finding {
         Need::VllmEnv => python_env(EnvKind::Vllm),
         Need::DynamoPlanner => planner(),
         Need::Gpu => gpu(),
+        Need::VllmGpuEnv => external_env(EnvKind::VllmGpu),
+        Need::SglangEnv => external_env(EnvKind::Sglang),
+        Need::TrtllmEnv => external_env(EnvKind::Trtllm),
+    }
+}
+
+/// An env the user provides (GPU engines): named by its variable, usable
+/// when its import check passes.
+fn external_env(kind: EnvKind) -> Finding {
+    let required = kind.import_check().to_owned();
+    let missing = |found: &str, fix: String| Finding {
+        found: found.into(),
+        required: required.clone(),
+        ok: false,
+        version_mismatch: false,
+        fix,
+    };
+    let env = match PythonEnv::pinned(kind) {
+        Ok(env) => env,
+        Err(e) => return missing("not set", format!("{e:#}")),
+    };
+    if !env.python().is_file() {
+        return missing(
+            "missing",
+            format!(
+                "{} names {}, which has no bin/python",
+                kind.override_var(),
+                env.dir.display()
+            ),
+        );
+    }
+    match std::process::Command::new(env.python())
+        .args(["-c", kind.import_check()])
+        .output()
+    {
+        Ok(o) if o.status.success() => Finding {
+            found: format!("importable ({})", env.dir.display()),
+            required,
+            ok: true,
+            version_mismatch: false,
+            fix: String::new(),
+        },
+        Ok(o) => {
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            missing(
+                "not importable",
+                format!(
+                    "`{}` fails in {}: {}",
+                    kind.import_check(),
+                    env.dir.display(),
+                    stderr.lines().last().unwrap_or("")
+                ),
+            )
+        }
+        Err(e) => missing("error", format!("{}: {e}", env.python().display())),
     }
 }
 

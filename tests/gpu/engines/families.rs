@@ -1,0 +1,196 @@
+//! The families, for any engine: one worker (serving, determinism,
+//! cancellation) and two workers (KV routing).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use testbed_dynamo::{
+    metrics, DiscoveryKind, EventPlaneKind, Metrics, OpenAiClient, RouterMode, Topology,
+    TopologyBuilder, WorkerSpec,
+};
+use testbed_harness::run_test;
+
+const MODEL: &str = "tiny";
+const CHAT: &str = "/v1/chat/completions";
+const COMPLETIONS: &str = "/v1/completions";
+
+/// `workers` workers of `engine` behind the router in `mode`, with file
+/// discovery and ZMQ events (no etcd or NATS needed).
+fn topology(engine: WorkerSpec, workers: usize, mode: RouterMode) -> TopologyBuilder {
+    TopologyBuilder::routed(workers, mode)
+        .discovery(DiscoveryKind::File)
+        .event_plane(EventPlaneKind::Zmq)
+        .engine(engine)
+}
+
+/// Serving, determinism and cancellation on one worker of `engine`.
+pub fn one_worker(engine: WorkerSpec) {
+    run_test(|ctx| async move {
+        let t = topology(engine, 1, RouterMode::RoundRobin)
+            .start(&ctx)
+            .await?;
+        let client = t.client();
+        serving(&client).await?;
+        determinism(&client).await?;
+        cancellation(&t).await
+    });
+}
+
+/// KV routing on two workers of `engine` sharing the GPU.
+pub fn two_workers(engine: WorkerSpec) {
+    run_test(|ctx| async move {
+        let t = topology(engine, 2, RouterMode::Kv).start(&ctx).await?;
+        for group in 0..2u64 {
+            let prefix = testbed_tests::prompt(500 + group, 200);
+            let mut workers = BTreeSet::new();
+            for i in 0..4 {
+                let answer = ok(
+                    &t.client(),
+                    COMPLETIONS,
+                    &json!({"model": MODEL, "prompt": format!("{prefix} question {i}"),
+                            "max_tokens": 4, "temperature": 0.0,
+                            "nvext": {"extra_fields": ["worker_id"]}}),
+                )
+                .await?;
+                workers.insert(Topology::served_by(&answer)?);
+                if i == 0 {
+                    // KV events reach the router asynchronously.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            assert_eq!(
+                workers.len(),
+                1,
+                "group {group}: requests sharing a prefix went to {workers:?}"
+            );
+        }
+        Ok(())
+    });
+}
+
+/// POSTs `body` to `path` and expects a 200 with a JSON body.
+async fn ok(client: &OpenAiClient, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let answer = client.post(path, body).await?;
+    anyhow::ensure!(
+        answer.status == 200,
+        "{path} answered {}: {}",
+        answer.status,
+        answer.text
+    );
+    Ok(answer.json)
+}
+
+fn text(answer: &Value) -> String {
+    let choice = &answer["choices"][0];
+    choice["text"]
+        .as_str()
+        .or_else(|| choice["message"]["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn serving(client: &OpenAiClient) -> anyhow::Result<()> {
+    let models = client.get("/v1/models").await?;
+    assert!(
+        models.json["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == MODEL)),
+        "/v1/models lists {MODEL}: {}",
+        models.text
+    );
+    let chat = ok(
+        client,
+        CHAT,
+        &json!({"model": MODEL, "max_tokens": 8, "ignore_eos": true,
+                "messages": [{"role": "user", "content": "hello GPU"}]}),
+    )
+    .await?;
+    assert_eq!(chat["usage"]["completion_tokens"], 8, "{chat}");
+    assert_eq!(chat["choices"][0]["finish_reason"], "length", "{chat}");
+    let stream = client
+        .stream(
+            COMPLETIONS,
+            json!({"model": MODEL, "prompt": "count with me", "max_tokens": 16,
+                   "ignore_eos": true, "stream_options": {"include_usage": true}}),
+        )
+        .await?;
+    assert!(stream.done(), "the stream ends with [DONE]");
+    assert!(stream.content_chunks() >= 1, "the stream carried tokens");
+    assert_eq!(
+        stream.usage().map(|u| u["completion_tokens"].clone()),
+        Some(json!(16)),
+        "streamed usage"
+    );
+    Ok(())
+}
+
+async fn determinism(client: &OpenAiClient) -> anyhow::Result<()> {
+    let greedy = json!({"model": MODEL, "prompt": "the same every time", "max_tokens": 24,
+                        "temperature": 0.0, "ignore_eos": true});
+    let (a, b) = (
+        ok(client, COMPLETIONS, &greedy).await?,
+        ok(client, COMPLETIONS, &greedy).await?,
+    );
+    assert_eq!(text(&a), text(&b), "greedy decoding repeats");
+    let seeded = json!({"model": MODEL, "prompt": "a seeded story", "max_tokens": 24,
+                        "temperature": 1.0, "seed": 1234, "ignore_eos": true});
+    let (a, b) = (
+        ok(client, COMPLETIONS, &seeded).await?,
+        ok(client, COMPLETIONS, &seeded).await?,
+    );
+    assert_eq!(text(&a), text(&b), "sampling with a fixed seed repeats");
+    Ok(())
+}
+
+async fn cancellation(t: &Topology) -> anyhow::Result<()> {
+    let worker_metrics = t.workers[0].metrics_url();
+    let frontend_metrics = t.frontend.metrics_url();
+    let (worker_before, frontend_before) = (
+        Metrics::scrape(&worker_metrics).await?,
+        Metrics::scrape(&frontend_metrics).await?,
+    );
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let resp = http
+        .post(format!("{}{COMPLETIONS}", t.frontend.url()))
+        .json(
+            &json!({"model": MODEL, "prompt": "a very long story", "max_tokens": 400,
+                      "ignore_eos": true, "stream": true}),
+        )
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let mut bytes = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), bytes.next()).await?;
+    assert!(first.is_some(), "the stream started");
+    drop(bytes);
+    let started = Instant::now();
+    loop {
+        let (w, f) = (
+            Metrics::scrape(&worker_metrics).await?,
+            Metrics::scrape(&frontend_metrics).await?,
+        );
+        let cancelled = metrics::delta(
+            &worker_before,
+            &w,
+            "dynamo_component_cancellation_total",
+            &[],
+        );
+        let disconnected = metrics::delta(
+            &frontend_before,
+            &f,
+            "dynamo_frontend_disconnected_clients",
+            &[],
+        );
+        let inflight = f.value("dynamo_frontend_inflight_requests", &[]);
+        if cancelled >= 1.0 && disconnected >= 1.0 && inflight == 0.0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "the disconnect was not a cancellation within 15 s: worker cancellations +{cancelled}, disconnected clients +{disconnected}, frontend inflight {inflight}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,22 @@
+//! The backend families on real GPU engines: vLLM (CUDA build), SGLang and
+//! TensorRT-LLM, each behind the real frontend with the tiny model, judged
+//! through what every engine shares (the OpenAI API and Dynamo's own
+//! metrics), so one family serves all three:
+//!
+//! - serving: models list, chat and completions, unary and streaming, exact
+//!   output lengths and usage;
+//! - determinism: greedy decoding repeats, and so does sampling with a
+//!   fixed seed;
+//! - cancellation: a client that goes away mid-stream cancels the request
+//!   on the worker, and nothing stays in flight;
+//! - KV routing: two workers on one GPU, requests sharing a prefix stay on
+//!   one worker and hit its cache.
+//!
+//! Each engine's tests need its env (`TESTBED_VLLM_GPU_ENV`,
+//! `TESTBED_SGLANG_ENV`, `TESTBED_TRTLLM_ENV`, see `tests/needs.toml`); the
+//! frontend comes from the pinned Dynamo env.
+
+mod families;
+mod sglang;
+mod trtllm;
+mod vllm;

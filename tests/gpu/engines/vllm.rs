@@ -1,0 +1,19 @@
+//! vLLM (CUDA build, `python -m dynamo.vllm`) on one GPU.
+
+use testbed_dynamo::{VllmOptions, WorkerSpec};
+
+use super::families;
+
+fn engine() -> WorkerSpec {
+    WorkerSpec::Vllm(VllmOptions::gpu())
+}
+
+#[test]
+fn serves_repeats_and_cancels() {
+    families::one_worker(engine());
+}
+
+#[test]
+fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
+    families::two_workers(engine());
+}
