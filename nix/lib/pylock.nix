@@ -93,7 +93,13 @@ let
     let m = match "cp([0-9])([0-9]+)" tag;
     in m != null && fromJSON (elemAt m 0) == pyMajor && fromJSON (elemAt m 1) <= pyMinor;
 
-  pythonOk = tags: any (t: elem t [ cpTag "py${toString pyMajor}" "py${toString pyMajor}${toString pyMinor}" ] || cpAtMost t) tags;
+  # pyXY with X.Y <= the target: pure wheels built for an older Python 3
+  # (pip accepts py37 on 3.11).
+  pyAtMost = tag:
+    let m = match "py([0-9])([0-9]+)" tag;
+    in m != null && fromJSON (elemAt m 0) == pyMajor && fromJSON (elemAt m 1) <= pyMinor;
+
+  pythonOk = tags: any (t: elem t [ cpTag "py${toString pyMajor}" ] || cpAtMost t || pyAtMost t) tags;
 
   glibcMinorOf = tag:
     if tag == "manylinux1_x86_64" then 5

