@@ -1,9 +1,11 @@
 //! The testbed itself under faults: a test process killed (SIGKILL) or
 //! interrupted (SIGINT, as Ctrl-C through nextest) with a whole Dynamo stack
-//! running, and a worker that dies during start-up. No process survives,
-//! and the next stack starts cleanly.
+//! running, `cargo xtask up` stopped with Ctrl-C, and a worker that dies
+//! during start-up. No process survives, and the next stack starts cleanly.
 
 use std::io::{BufRead, BufReader};
+
+use anyhow::Context;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -122,6 +124,74 @@ fn worker_dying_at_start_fails_fast_with_its_log() {
             text.contains("--no-such-flag"),
             "the worker's log is quoted: {text}"
         );
+        Ok(())
+    });
+}
+
+/// Every descendant of `root` (children, their children, …), live now.
+fn descendants(root: u32) -> Vec<u32> {
+    let all = procinfo::all();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[test]
+fn xtask_up_stops_its_whole_stack_on_ctrl_c() {
+    run_test(|_ctx| async move {
+        let xtask = Layout::from_env().target_dir.join("debug").join("xtask");
+        anyhow::ensure!(
+            xtask.is_file(),
+            "{} is not built: run `cargo build -p xtask` (`cargo xtask` builds it)",
+            xtask.display()
+        );
+        let mut child = Command::new(&xtask)
+            .args(["up", "--topology", "routed", "--workers", "2"])
+            .env("TESTBED_RUN_ID", RunId::fresh("fault-up").as_str())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut url = None;
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some((_, rest)) = line.split_once(" is served at ") {
+                url = Some(rest.trim().to_owned());
+            }
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        let url = url.context("`xtask up` never printed its URL")?;
+        let pids = descendants(child.id());
+        // nats-server, etcd, the frontend and two workers at least.
+        assert!(pids.len() >= 5, "up's processes: {:?}", alive(&pids));
+        let answer = testbed_dynamo::OpenAiClient::new(url)
+            .chat("tiny", "are you up?", 4)
+            .await?;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        // Read on: up reports its stop on stdout.
+        let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
+        let status = child.wait()?;
+        assert!(
+            status.success(),
+            "Ctrl-C is a normal stop: {status}; {rest:?}"
+        );
+        assert!(
+            rest.iter()
+                .any(|l| l.contains("stopped; nothing of it runs any more")),
+            "up said it stopped: {rest:?}"
+        );
+        all_dead(&pids, Duration::from_secs(5)).await?;
         Ok(())
     });
 }

@@ -326,7 +326,7 @@ mod tests {
         }
         assert_eq!(
             "cuda".parse::<Need>(),
-            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, dynamo-planner, vllm-env, gpu".to_owned())
+            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, dynamo-planner, vllm-env, gpu, vllm-gpu-env, sglang-env, trtllm-env".to_owned())
         );
     }
 }

@@ -242,7 +242,9 @@ mod tests {
                 assert!(records
                     .iter()
                     .all(|r| r.itl_ms.len() == 7 && r.ttft_ms.is_some()));
-                assert!(point.itl_ms.p50 >= 0.5, "{:?}", point.itl_ms);
+                // Under load two events can arrive in one read (an ITL of 0
+                // for the second), so the mean, not the median, is checked.
+                assert!(point.itl_ms.mean >= 0.5, "{:?}", point.itl_ms);
             }
         }
         assert_eq!(server.served(), 36);
