@@ -1,5 +1,6 @@
 //! Every flag of every subcommand, declared in one place.
 
+use crate::tier::Tier;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Dynamo Testbed: tiered, hermetic tests of NVIDIA Dynamo against real
@@ -238,26 +239,38 @@ pub enum EventPlaneArg {
     Zmq,
 }
 
-/// A tier: one nextest profile, one test binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+/// What `--tier` names: one tier, or every CPU tier in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TierArg {
-    /// No external process.
-    Unit,
-    /// Real NATS and etcd.
-    Integration,
-    /// Real Dynamo (frontend, router, mocker workers) on CPU.
-    E2e,
-    /// Kills, stalls, restarts and cancellations under load.
-    Fault,
-    /// The real vLLM engine (CPU build) behind Dynamo.
-    Backend,
-    /// Real GPU backends; skipped with reasons where absent.
-    Gpu,
-    /// A short smoke of the benchmark path.
-    Bench,
+    /// One tier.
+    One(Tier),
     /// unit → integration → e2e → fault → backend → bench, stopping at the
     /// first failing tier.
     All,
+}
+
+impl ValueEnum for TierArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            TierArg::One(Tier::Unit),
+            TierArg::One(Tier::Integration),
+            TierArg::One(Tier::E2e),
+            TierArg::One(Tier::Fault),
+            TierArg::One(Tier::Backend),
+            TierArg::One(Tier::Gpu),
+            TierArg::One(Tier::Bench),
+            TierArg::All,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            TierArg::One(tier) => tier.to_possible_value(),
+            TierArg::All => Some(clap::builder::PossibleValue::new("all").help(
+                "unit → integration → e2e → fault → backend → bench, stopping at the first failing tier",
+            )),
+        }
+    }
 }
 
 /// `cargo xtask test`.
@@ -349,7 +362,7 @@ mod tests {
         else {
             panic!("parsed another command")
         };
-        assert_eq!(flags.tier, TierArg::E2e);
+        assert_eq!(flags.tier, TierArg::One(Tier::E2e));
         assert_eq!(flags.nextest_args, ["-E", "test(/router/)"]);
     }
 

@@ -6,22 +6,23 @@ use std::fmt;
 use crate::capability::Need;
 use crate::flags::TierArg;
 
-/// One tier: a nextest profile and a test binary of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One tier: a nextest profile and a test binary of the same name. The
+/// doc comments are `--tier`'s help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Tier {
     /// No external process.
     Unit,
     /// Real NATS and etcd.
     Integration,
-    /// Real Dynamo with mocker workers.
+    /// Real Dynamo (frontend, router, mocker workers) on CPU.
     E2e,
-    /// Faults under load.
+    /// Kills, stalls, restarts and cancellations under load.
     Fault,
-    /// The real vLLM engine on CPU.
+    /// The real vLLM engine (CPU build) behind Dynamo.
     Backend,
-    /// Real GPU backends.
+    /// Real GPU backends; skipped with reasons where absent.
     Gpu,
-    /// The benchmark path, briefly.
+    /// A short smoke of the benchmark path.
     Bench,
 }
 
@@ -39,13 +40,7 @@ impl Tier {
     /// The tiers a `--tier` value names.
     pub fn expand(arg: TierArg) -> Vec<Tier> {
         match arg {
-            TierArg::Unit => vec![Tier::Unit],
-            TierArg::Integration => vec![Tier::Integration],
-            TierArg::E2e => vec![Tier::E2e],
-            TierArg::Fault => vec![Tier::Fault],
-            TierArg::Backend => vec![Tier::Backend],
-            TierArg::Gpu => vec![Tier::Gpu],
-            TierArg::Bench => vec![Tier::Bench],
+            TierArg::One(tier) => vec![tier],
             TierArg::All => Tier::ALL_CPU.to_vec(),
         }
     }
