@@ -288,6 +288,12 @@ impl Prober<'_> {
     fn env_of(&self, version: &Version) -> anyhow::Result<PythonEnv> {
         let layout = Layout::from_env();
         let pins = Pins::from_repo()?;
+        if version.to_string() == pins.dynamo.version {
+            // The pinned release: the committed lock and the env of every run.
+            let env = PythonEnv::pinned(EnvKind::Dynamo)?;
+            crate::setup::provision(self.sh, &layout, &pins, &env, false)?;
+            return Ok(env);
+        }
         let locks = layout.cache_dir.join("python").join("locks");
         Layout::ensure_dir(&locks)?;
         let lock = locks.join(format!("dynamo-{version}.lock"));
@@ -302,12 +308,18 @@ impl Prober<'_> {
             std::fs::write(&overrides, "aisimulate ; sys_platform == 'never'\n")?;
             let partial = locks.join(format!("dynamo-{version}.lock.partial"));
             let python = &pins.python.version;
-            cmd!(
+            let out = cmd!(
                 self.sh,
-                "{uv} pip compile {input} --quiet --override {overrides} --python-version {python} --python-platform x86_64-manylinux_2_28 --generate-hashes -o {partial}"
+                "{uv} pip compile {input} --override {overrides} --python-version {python} --python-platform x86_64-manylinux_2_28 --generate-hashes -o {partial}"
             )
-            .run()
-            .with_context(|| format!("uv could not lock ai-dynamo=={version}"))?;
+            .quiet()
+            .ignore_status()
+            .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "uv could not lock ai-dynamo=={version}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
             std::fs::rename(&partial, &lock)?;
         }
         let env = PythonEnv::for_lock(EnvKind::Dynamo, &version.to_string(), &lock)?;
