@@ -127,8 +127,11 @@ fn run_tier(
     // A test several unmet rules match is skipped once, with every reason.
     let mut reasons: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut exclusions = Vec::new();
+    // Only the tests the user's filtersets would run count as skipped (a
+    // positional name filter is not applied to this count).
+    let (user_filtersets, _) = split_filtersets(&flags.nextest_args);
     for u in unmet {
-        for name in list_tests(sh, profile, &u.tests)? {
+        for name in list_tests(sh, profile, &and_user(&u.tests, &user_filtersets))? {
             reasons.entry(name).or_default().push(u.reason.clone());
         }
         exclusions.push(format!("not ({})", u.tests));
@@ -238,11 +241,9 @@ fn list_tests(sh: &Shell, profile: &str, filter: &str) -> anyhow::Result<Vec<Str
     Ok(names)
 }
 
-/// The nextest arguments with `filter` (the needs' exclusions) applied:
-/// nextest ORs repeated `-E` filtersets, so the user's own (`-E X`,
-/// `-EX`, `--filterset X`, `--filterset=X`) are folded into one
-/// `-E '(X | …) and (filter)'`; everything else passes through.
-pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
+/// The user's filtersets (`-E X`, `-EX`, `--filterset X`,
+/// `--filterset=X`) and every other argument, in order.
+pub fn split_filtersets(user_args: &[String]) -> (Vec<String>, Vec<String>) {
     let mut expressions = Vec::new();
     let mut rest = Vec::new();
     let mut args = user_args.iter();
@@ -269,12 +270,25 @@ pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
             _ => rest.push(arg.clone()),
         }
     }
-    let combined = if expressions.is_empty() {
-        filter.to_owned()
-    } else {
-        let user: Vec<String> = expressions.iter().map(|x| format!("({x})")).collect();
-        format!("({}) and ({filter})", user.join(" | "))
-    };
+    (expressions, rest)
+}
+
+/// `filter` restricted to what the user's filtersets select (nextest ORs
+/// repeated filtersets).
+fn and_user(filter: &str, user: &[String]) -> String {
+    if user.is_empty() {
+        return filter.to_owned();
+    }
+    let user: Vec<String> = user.iter().map(|x| format!("({x})")).collect();
+    format!("({}) and ({filter})", user.join(" | "))
+}
+
+/// The nextest arguments with `filter` (the needs' exclusions) applied:
+/// nextest ORs repeated `-E` filtersets, so the user's own are folded into
+/// one `-E '(X | …) and (filter)'`; everything else passes through.
+pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
+    let (expressions, rest) = split_filtersets(user_args);
+    let combined = and_user(filter, &expressions);
     let mut out = vec!["-E".to_owned(), combined];
     out.extend(rest);
     out
