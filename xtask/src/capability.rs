@@ -167,30 +167,22 @@ fn external_env(kind: EnvKind) -> Finding {
             ),
         );
     }
-    match std::process::Command::new(env.python())
-        .args(["-c", kind.import_check()])
-        .output()
-    {
-        Ok(o) if o.status.success() => Finding {
+    match imports(&env.python(), kind.import_check()) {
+        Ok(()) => Finding {
             found: format!("importable ({})", env.dir.display()),
             required,
             ok: true,
             version_mismatch: false,
             fix: String::new(),
         },
-        Ok(o) => {
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            missing(
-                "not importable",
-                format!(
-                    "`{}` fails in {}: {}",
-                    kind.import_check(),
-                    env.dir.display(),
-                    stderr.lines().last().unwrap_or("")
-                ),
-            )
-        }
-        Err(e) => missing("error", format!("{}: {e}", env.python().display())),
+        Err(last) => missing(
+            "not importable",
+            format!(
+                "`{}` fails in {}: {last}",
+                kind.import_check(),
+                env.dir.display()
+            ),
+        ),
     }
 }
 
@@ -258,37 +250,39 @@ fn planner() -> Finding {
             }
         }
     };
-    let out = std::process::Command::new(env.python())
-        .args(["-c", "import dynamo.planner"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Finding {
+    match imports(&env.python(), "import dynamo.planner") {
+        Ok(()) => Finding {
             found: "importable".into(),
             required,
             ok: true,
             version_mismatch: false,
             fix: String::new(),
         },
-        Ok(o) => {
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            let last = stderr.lines().last().unwrap_or("").to_owned();
-            Finding {
-                found: "not importable".into(),
-                required,
-                ok: false,
-                version_mismatch: false,
-                fix: format!(
-                    "dynamo.planner does not import ({last}); it needs `aisimulate_core`, which only PyPI's placeholder package `aisimulate` would download from a host this machine cannot reach"
-                ),
-            }
-        }
-        Err(e) => Finding {
-            found: "error".into(),
+        Err(last) => Finding {
+            found: "not importable".into(),
             required,
             ok: false,
             version_mismatch: false,
-            fix: e.to_string(),
+            fix: format!(
+                "dynamo.planner does not import ({last}); it needs `aisimulate_core`, which only PyPI's placeholder package `aisimulate` would download from a host this machine cannot reach"
+            ),
         },
+    }
+}
+
+/// Runs `statement` with `python`; the last line of its error otherwise.
+fn imports(python: &std::path::Path, statement: &str) -> Result<(), String> {
+    match std::process::Command::new(python)
+        .args(["-c", statement])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_owned()),
+        Err(e) => Err(format!("{}: {e}", python.display())),
     }
 }
 
