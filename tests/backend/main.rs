@@ -34,7 +34,7 @@ pub fn vllm_topology(workers: usize, mode: RouterMode, max_model_len: u32) -> To
         })
 }
 
-pub use testbed_tests::{prompt, token_count};
+pub use testbed_tests::{completion_tokens, ok, prompt, text_of, token_count};
 
 /// A prompt of at least `tokens` tokens (and a few more at most).
 pub fn prompt_of_tokens(seed: u64, tokens: usize) -> String {
@@ -93,31 +93,4 @@ pub fn tokens_of(answer: &Value) -> (Vec<u64>, Vec<f64>) {
             )
         })
         .unzip()
-}
-
-/// POSTs and insists on 200, returning the JSON body.
-pub async fn ok(client: &OpenAiClient, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let answer = client.post(path, body).await?;
-    anyhow::ensure!(
-        answer.status == 200,
-        "POST {path} answered {}: {}",
-        answer.status,
-        answer.text
-    );
-    Ok(answer.json)
-}
-
-/// The text of a completion or chat answer's first choice.
-pub fn text_of(answer: &Value) -> String {
-    let choice = &answer["choices"][0];
-    choice["text"]
-        .as_str()
-        .or_else(|| choice["message"]["content"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// `usage.completion_tokens`.
-pub fn completion_tokens(answer: &Value) -> u64 {
-    answer["usage"]["completion_tokens"].as_u64().unwrap_or(0)
 }

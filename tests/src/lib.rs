@@ -1,8 +1,9 @@
 //! Helpers the tier binaries share. Tests never spawn services or pick ports
 //! themselves: they ask the drivers; what is here only glues test code.
 
+use serde_json::Value;
 use testbed_dynamo::client::Stream;
-use testbed_dynamo::{metrics, Metrics, TinyModel};
+use testbed_dynamo::{metrics, Metrics, OpenAiClient, TinyModel, Topology};
 
 /// Tokens of `text` by the fixture's tokenizer (no special tokens added).
 pub fn token_count(text: &str) -> usize {
@@ -63,4 +64,70 @@ pub async fn assert_migrated(
         "the migration metric rose ({migrations})"
     );
     Ok(())
+}
+
+/// POSTs and insists on 200, returning the JSON body.
+pub async fn ok(client: &OpenAiClient, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let answer = client.post(path, body).await?;
+    anyhow::ensure!(
+        answer.status == 200,
+        "POST {path} answered {}: {}",
+        answer.status,
+        answer.text
+    );
+    Ok(answer.json)
+}
+
+/// The text of a completion or chat answer's first choice.
+pub fn text_of(answer: &Value) -> String {
+    let choice = &answer["choices"][0];
+    choice["text"]
+        .as_str()
+        .or_else(|| choice["message"]["content"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `usage.completion_tokens`.
+pub fn completion_tokens(answer: &Value) -> u64 {
+    answer["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+}
+
+/// Waits (10 s at most) until the first worker of `t` counted a
+/// cancellation since `worker_before`, the frontend a disconnected client
+/// since `frontend_before`, and both have nothing in flight. Only Dynamo's
+/// own metrics: it holds for every engine.
+pub async fn assert_cancelled(
+    t: &Topology,
+    frontend_before: &Metrics,
+    worker_before: &Metrics,
+) -> anyhow::Result<()> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let f = Metrics::scrape(&t.frontend.metrics_url()).await?;
+        let w = Metrics::scrape(&t.workers[0].metrics_url()).await?;
+        let cancelled = metrics::delta(
+            worker_before,
+            &w,
+            "dynamo_component_cancellation_total",
+            &[],
+        );
+        let disconnected = metrics::delta(
+            frontend_before,
+            &f,
+            "dynamo_frontend_disconnected_clients",
+            &[],
+        );
+        let inflight = (
+            f.value("dynamo_frontend_inflight_requests", &[]),
+            w.value("dynamo_component_inflight_requests", &[]),
+        );
+        if cancelled >= 1.0 && disconnected >= 1.0 && inflight == (0.0, 0.0) {
+            println!("cancelled {cancelled}, disconnected {disconnected}, inflight {inflight:?}");
+            return Ok(());
+        }
+        last = format!("worker cancellations +{cancelled}, disconnected clients +{disconnected}, inflight (frontend, worker) {inflight:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the disconnect was not cancelled through: {last}")
 }

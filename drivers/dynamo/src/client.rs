@@ -105,6 +105,24 @@ impl Stream {
     }
 }
 
+/// A unary request sent on a connection of its own and not read: the
+/// client that will go away before the answer. [`PendingRequest::abandon`]
+/// (or dropping it) closes the socket, which the frontend sees as a
+/// disconnect. A raw socket, because an aborted reqwest future leaves the
+/// close to its pool's connection task, so the disconnect is not certain.
+#[derive(Debug)]
+pub struct PendingRequest {
+    socket: tokio::net::TcpStream,
+}
+
+impl PendingRequest {
+    /// Closes the connection without reading the answer.
+    pub async fn abandon(mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.socket.shutdown().await
+    }
+}
+
 impl OpenAiClient {
     /// A client of the frontend at `base` (`http://127.0.0.1:PORT`).
     pub fn new(base: impl Into<String>) -> OpenAiClient {
@@ -127,6 +145,27 @@ impl OpenAiClient {
     /// The frontend's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// POSTs `body` to `path` (a unary request) on a fresh connection and
+    /// returns without reading the answer; see [`PendingRequest`].
+    pub async fn send_unread(&self, path: &str, body: &Value) -> anyhow::Result<PendingRequest> {
+        use tokio::io::AsyncWriteExt;
+        let authority = self
+            .base
+            .strip_prefix("http://")
+            .with_context(|| format!("{} is not an http:// URL", self.base))?
+            .trim_end_matches('/');
+        let mut socket = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("connect to {authority}"))?;
+        let payload = body.to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        socket.write_all(request.as_bytes()).await?;
+        Ok(PendingRequest { socket })
     }
 
     /// A chat request body for `model` with one user message.

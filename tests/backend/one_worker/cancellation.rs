@@ -8,7 +8,6 @@ use futures::StreamExt;
 use serde_json::json;
 use testbed_dynamo::{metrics, Metrics, RouterMode, Topology};
 use testbed_harness::run_test;
-use tokio::io::AsyncWriteExt;
 
 use crate::{vllm_topology, MODEL};
 
@@ -41,24 +40,14 @@ fn client_disconnects_cancel_the_request_in_vllm() {
         drop(bytes);
         assert_cancelled(&t, &before, "streaming").await?;
 
-        // Unary: a raw connection, closed while vLLM generates the answer
-        // (a dropped reqwest future leaves closing the socket to its pool
-        // task; closing it ourselves makes the disconnect certain).
+        // Unary: a connection the client closes while vLLM generates.
         let before = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-        let payload = body(false).to_string();
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", t.frontend.port())).await?;
-        socket
-            .write_all(
-                format!(
-                    "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-                    payload.len()
-                )
-                .as_bytes(),
-            )
+        let request = t
+            .client()
+            .send_unread("/v1/completions", &body(false))
             .await?;
         wait_running(&t, 1.0).await?;
-        socket.shutdown().await?;
-        drop(socket);
+        request.abandon().await?;
         assert_cancelled(&t, &before, "unary").await
     });
 }

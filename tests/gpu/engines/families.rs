@@ -2,15 +2,16 @@
 //! cancellation) and two workers (KV routing).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use testbed_dynamo::{
-    metrics, DiscoveryKind, EventPlaneKind, Metrics, OpenAiClient, RouterMode, Topology,
-    TopologyBuilder, WorkerSpec,
+    DiscoveryKind, EventPlaneKind, Metrics, OpenAiClient, RouterMode, Topology, TopologyBuilder,
+    WorkerSpec,
 };
 use testbed_harness::run_test;
+use testbed_tests::{assert_cancelled, ok, text_of};
 
 const MODEL: &str = "tiny";
 const CHAT: &str = "/v1/chat/completions";
@@ -70,27 +71,6 @@ pub fn two_workers(engine: WorkerSpec) {
     });
 }
 
-/// POSTs `body` to `path` and expects a 200 with a JSON body.
-async fn ok(client: &OpenAiClient, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let answer = client.post(path, body).await?;
-    anyhow::ensure!(
-        answer.status == 200,
-        "{path} answered {}: {}",
-        answer.status,
-        answer.text
-    );
-    Ok(answer.json)
-}
-
-fn text(answer: &Value) -> String {
-    let choice = &answer["choices"][0];
-    choice["text"]
-        .as_str()
-        .or_else(|| choice["message"]["content"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn serving(client: &OpenAiClient) -> anyhow::Result<()> {
     let models = client.get("/v1/models").await?;
     assert!(
@@ -133,24 +113,24 @@ async fn determinism(client: &OpenAiClient) -> anyhow::Result<()> {
         ok(client, COMPLETIONS, &greedy).await?,
         ok(client, COMPLETIONS, &greedy).await?,
     );
-    assert_eq!(text(&a), text(&b), "greedy decoding repeats");
+    assert_eq!(text_of(&a), text_of(&b), "greedy decoding repeats");
     let seeded = json!({"model": MODEL, "prompt": "a seeded story", "max_tokens": 24,
                         "temperature": 1.0, "seed": 1234, "ignore_eos": true});
     let (a, b) = (
         ok(client, COMPLETIONS, &seeded).await?,
         ok(client, COMPLETIONS, &seeded).await?,
     );
-    assert_eq!(text(&a), text(&b), "sampling with a fixed seed repeats");
+    assert_eq!(
+        text_of(&a),
+        text_of(&b),
+        "sampling with a fixed seed repeats"
+    );
     Ok(())
 }
 
 async fn cancellation(t: &Topology) -> anyhow::Result<()> {
-    let worker_metrics = t.workers[0].metrics_url();
-    let frontend_metrics = t.frontend.metrics_url();
-    let (worker_before, frontend_before) = (
-        Metrics::scrape(&worker_metrics).await?,
-        Metrics::scrape(&frontend_metrics).await?,
-    );
+    let frontend_before = Metrics::scrape(&t.frontend.metrics_url()).await?;
+    let worker_before = Metrics::scrape(&t.workers[0].metrics_url()).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     let resp = http
         .post(format!("{}{COMPLETIONS}", t.frontend.url()))
@@ -164,33 +144,8 @@ async fn cancellation(t: &Topology) -> anyhow::Result<()> {
     let mut bytes = resp.bytes_stream();
     let first = tokio::time::timeout(Duration::from_secs(30), bytes.next()).await?;
     assert!(first.is_some(), "the stream started");
+    // Go away only once the worker is generating.
+    t.busy_worker(Duration::from_secs(30)).await?;
     drop(bytes);
-    let started = Instant::now();
-    loop {
-        let (w, f) = (
-            Metrics::scrape(&worker_metrics).await?,
-            Metrics::scrape(&frontend_metrics).await?,
-        );
-        let cancelled = metrics::delta(
-            &worker_before,
-            &w,
-            "dynamo_component_cancellation_total",
-            &[],
-        );
-        let disconnected = metrics::delta(
-            &frontend_before,
-            &f,
-            "dynamo_frontend_disconnected_clients",
-            &[],
-        );
-        let inflight = f.value("dynamo_frontend_inflight_requests", &[]);
-        if cancelled >= 1.0 && disconnected >= 1.0 && inflight == 0.0 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(15),
-            "the disconnect was not a cancellation within 15 s: worker cancellations +{cancelled}, disconnected clients +{disconnected}, frontend inflight {inflight}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_cancelled(t, &frontend_before, &worker_before).await
 }

@@ -17,6 +17,40 @@
 //! frontend comes from the pinned Dynamo env.
 
 mod families;
-mod sglang;
-mod trtllm;
-mod vllm;
+
+/// One module per engine, named as `tests/needs.toml` matches it, with the
+/// same two tests.
+macro_rules! engine {
+    ($name:ident, $doc:literal, $spec:expr) => {
+        #[doc = $doc]
+        mod $name {
+            use testbed_dynamo::*;
+
+            #[test]
+            fn serves_repeats_and_cancels() {
+                super::families::one_worker($spec);
+            }
+
+            #[test]
+            fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
+                super::families::two_workers($spec);
+            }
+        }
+    };
+}
+
+engine!(
+    vllm,
+    "vLLM, CUDA build (`python -m dynamo.vllm`).",
+    WorkerSpec::Vllm(VllmOptions::gpu())
+);
+engine!(
+    sglang,
+    "SGLang (`python -m dynamo.sglang`).",
+    WorkerSpec::Sglang(SglangOptions::gpu())
+);
+engine!(
+    trtllm,
+    "TensorRT-LLM, PyTorch backend (`python -m dynamo.trtllm`).",
+    WorkerSpec::Trtllm(TrtllmOptions::gpu())
+);
