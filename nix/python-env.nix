@@ -20,24 +20,23 @@
   pins,
   # Repository root (a path): where the lock files live.
   root,
-  # The env's name and version (its store path is <pname>-<version>).
-  pname ? "dynamo-env",
-  version ? pins.dynamo.version,
-  # Both lock files, relative to root.
-  lockFile ? pins.dynamo.lock,
-  pylockFile ? pins.dynamoPylock,
-  # The distribution whose version the install check asserts.
-  mainPackage ? "ai-dynamo",
+  # The env, as nix/lib/pins.nix gives it (pins.envs.<name>): its package,
+  # version, lock, pylock twin and import check.
+  envPin ? pins.envs.dynamo,
+  # The env's store name (<pname>-<version>).
+  pname ? "${envPin.name}-env",
   # The newest glibc (2.N) the pylock was compiled for
   # (`--python-platform x86_64-manylinux_2_N`).
   maxGlibcMinor ? 28,
 }:
 let
-  inherit (builtins) concatStringsSep map readFile;
+  inherit (builtins) concatStringsSep map readFile replaceStrings;
+
+  escape = s: "'${replaceStrings [ "'" ] [ "'\\''" ] s}'";
 
   lock = import ./lib/pylock.nix {
-    pylockText = readFile (root + "/${pylockFile}");
-    requirementsText = readFile (root + "/${lockFile}");
+    pylockText = readFile (root + "/${envPin.pylock}");
+    requirementsText = readFile (root + "/${envPin.lock}");
     pythonVersion = pins.python.version;
     inherit maxGlibcMinor;
   };
@@ -53,7 +52,8 @@ in
 assert python.pythonVersion == pins.python.version
   || throw "nixpkgs' ${pins.pythonAttr} is ${python.pythonVersion}, nix/pins.toml wants ${pins.python.version}";
 stdenv.mkDerivation {
-  inherit pname version;
+  inherit pname;
+  inherit (envPin) version;
 
   dontUnpack = true;
   dontConfigure = true;
@@ -80,19 +80,25 @@ stdenv.mkDerivation {
   '';
 
   doInstallCheck = true;
+  # The pinned versions, then nix/pins.toml's import-check: what `cargo
+  # xtask setup` and `cargo xtask doctor` require of an env.
   installCheckPhase = ''
     runHook preInstallCheck
+    export HOME=$TMPDIR
     $out/bin/python - <<'EOF'
     import importlib.metadata as m, sys
     assert sys.version.startswith("${pins.python.version}."), sys.version
-    assert m.version("${mainPackage}") == "${version}", m.version("${mainPackage}")
-    print("${pname}: Python", sys.version.split()[0], "${mainPackage}", m.version("${mainPackage}"))
+    assert m.version("${envPin.package}") == "${envPin.version}", m.version("${envPin.package}")
+    print("${pname}: Python", sys.version.split()[0], "${envPin.package}", m.version("${envPin.package}"))
     EOF
+    $out/bin/python -c ${escape envPin.import-check}
     runHook postInstallCheck
   '';
 
   passthru = {
     inherit python;
+    # The pin it was built from (pins.envs.<name>).
+    pin = envPin;
     # What was selected, for inspection: nix eval .#dynamo-env.wheels
     wheels = map (w: { inherit (w) name version filename url sha256; }) wheels;
   };

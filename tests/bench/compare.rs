@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use testbed_harness::run_test;
 use testbed_load::compare::compare_with_floor;
-use testbed_load::{sweep, BenchResults, BenchSpec, LoopbackSseServer, PromptSet, SseServerConfig};
+use testbed_load::{
+    sweep, BenchResults, BenchSpec, LoopbackSseServer, PromptSet, Provenance, Quiet,
+    SseServerConfig, Workload,
+};
 
 /// `cargo xtask bench compare`'s defaults.
 const THRESHOLD_PCT: f64 = 10.0;
@@ -23,21 +26,20 @@ async fn run(server: &LoopbackSseServer, dir: &std::path::Path) -> anyhow::Resul
         requests_per_point: 20,
         rounds: 6,
         concurrencies: vec![1, 4],
-        progress: false,
         ..BenchSpec::new(&server.url(), "loopback")
     };
-    let prompts = Arc::new(PromptSet {
+    let workload = Workload::Prompts(Arc::new(PromptSet {
         tokens: 1,
         prompts: vec!["hello".into()],
-    });
-    let points = sweep(&spec, &prompts).await?;
+    }));
+    let points = sweep(&spec, &workload, Arc::new(Quiet)).await;
     anyhow::ensure!(
         points
             .iter()
             .all(|p| p.rounds.len() == 6 && p.requests == 120),
         "every point aggregates its 6 rounds of 20 requests: {points:?}"
     );
-    BenchResults::new("run", spec, "loopback", points).write(dir)?;
+    BenchResults::new("run", spec, "loopback", points, Provenance::default()).write(dir)?;
     BenchResults::read(dir)
 }
 

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use testbed_dynamo::{
     DiscoveryKind, EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder,
 };
+use testbed_harness::poll::{check, Poll};
 use testbed_harness::run_test;
 
 async fn smoke(t: &Topology) -> anyhow::Result<()> {
@@ -97,15 +98,14 @@ fn etcd_registration_appears_and_leaves_with_the_worker() {
             "its model card is published"
         );
         t.workers[0].process().stop().await;
-        let mut gone = false;
-        for _ in 0..100 {
-            if t.etcd.as_ref().unwrap().keys(prefix).await?.is_empty() {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone, "a SIGTERMed worker removes its registration");
+        let etcd = t.etcd.as_ref().unwrap();
+        Poll::new("a SIGTERMed worker removing its registration")
+            .timeout(Duration::from_secs(5))
+            .until(|| async {
+                let keys = etcd.keys(prefix).await?;
+                Ok(check(keys.is_empty(), || format!("{keys:?}")))
+            })
+            .await?;
         t.wait_for_worker_count(0, Duration::from_secs(10)).await?;
         Ok(())
     });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 use testbed_dynamo::{metrics, Metrics, TopologyBuilder};
+use testbed_harness::poll::{check, Poll};
 use testbed_harness::run_test;
 
 use crate::token_count;
@@ -201,21 +202,17 @@ fn client_timeout_frees_the_request() {
             .await
             .unwrap_err();
         assert!(err.is_timeout(), "{err}");
-        let mut freed = false;
-        for _ in 0..100 {
-            let now = Metrics::scrape(&t.frontend.metrics_url()).await?;
-            let disconnected =
-                metrics::delta(&before, &now, "dynamo_frontend_disconnected_clients", &[]);
-            if disconnected >= 1.0 && now.value("dynamo_frontend_inflight_requests", &[]) == 0.0 {
-                freed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            freed,
-            "the frontend counted the disconnected client and has no request in flight"
-        );
+        Poll::new("the frontend counting the disconnected client, with nothing in flight")
+            .until(|| async {
+                let now = Metrics::scrape(&t.frontend.metrics_url()).await?;
+                let disconnected =
+                    metrics::delta(&before, &now, "dynamo_frontend_disconnected_clients", &[]);
+                let inflight = now.value("dynamo_frontend_inflight_requests", &[]);
+                Ok(check(disconnected >= 1.0 && inflight == 0.0, || {
+                    format!("disconnected +{disconnected}, in flight {inflight}")
+                }))
+            })
+            .await?;
         Ok(())
     });
 }

@@ -4,6 +4,7 @@
 //! known finding, so a new one fails the test.
 
 use testbed_dynamo::{DiscoveryKind, EventPlaneKind, RouterMode, TopologyBuilder};
+use testbed_harness::poll::{Check, Poll};
 use testbed_harness::procinfo::{self, Listener};
 use testbed_harness::run_test;
 
@@ -66,17 +67,21 @@ fn zmq_topology_binds_only_the_known_mocker_publishers_beyond_loopback() {
                 .map(|pids| outside.iter().filter(|l| pids.contains(&l.pid)).count())
                 .collect()
         };
-        let mut listeners = procinfo::listeners(&t.pids());
-        for _ in 0..50 {
-            if per_worker(&listeners)
-                .iter()
-                .all(|n| *n >= ZMQ_PUBLISHERS_PER_MOCKER)
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            listeners = procinfo::listeners(&t.pids());
-        }
+        let pids = t.pids();
+        let listeners = Poll::new("every worker binding its ZMQ publishers")
+            .timeout(std::time::Duration::from_secs(5))
+            .until(|| {
+                let listeners = procinfo::listeners(&pids);
+                let counts = per_worker(&listeners);
+                async move {
+                    Ok(if counts.iter().all(|n| *n >= ZMQ_PUBLISHERS_PER_MOCKER) {
+                        Check::Done(listeners)
+                    } else {
+                        Check::NotYet(format!("publishers beyond loopback per worker: {counts:?}"))
+                    })
+                }
+            })
+            .await?;
         let outside = beyond_loopback(&listeners);
         for (i, pids) in worker_pids.iter().enumerate() {
             let n = outside.iter().filter(|l| pids.contains(&l.pid)).count();

@@ -3,13 +3,13 @@
 //! machines cannot reach: `tests/needs.toml` makes this a counted skip there
 //! (need `dynamo-planner`); where it imports, this runs.
 
-use testbed_dynamo::pyenv::{EnvKind, PythonEnv};
+use testbed_harness::pyenv::PythonEnv;
 use testbed_harness::run_test;
 
 #[test]
 fn planner_starts_and_explains_itself() {
     run_test(|_ctx| async move {
-        let python = PythonEnv::pinned(EnvKind::Dynamo)?.require()?;
+        let python = PythonEnv::named("dynamo")?.require()?;
         let out = std::process::Command::new(python)
             .args(["-m", "dynamo.planner", "--help"])
             .output()?;

@@ -27,6 +27,7 @@ fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
             let mut workers = BTreeSet::new();
             let mut hit_rates = Vec::new();
             for i in 0..4 {
+                let mark = metrics::kv_index_mark(&t.frontend.metrics_url()).await?;
                 let (worker, json) = served(&t, &format!("{prefix} question {i}")).await?;
                 workers.insert(worker);
                 hit_rates.push(
@@ -36,9 +37,9 @@ fn kv_routing_keeps_a_shared_prefix_on_one_worker() {
                 );
                 if i == 0 {
                     // KV events reach the router asynchronously (worker ->
-                    // event plane -> router): give the first request's blocks
-                    // time to be indexed, as a real client's think time would.
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    // event plane -> router): route the repeats once the
+                    // first request's blocks are indexed.
+                    metrics::kv_indexed_since(&t.frontend.metrics_url(), mark).await?;
                 }
             }
             assert_eq!(
@@ -106,15 +107,17 @@ fn round_robin_alternates() {
 #[test]
 fn overload_answers_503_and_the_rejection_metric_matches() {
     run_test(|ctx| async move {
-        let mut builder = TopologyBuilder::routed(1, RouterMode::Kv);
         // Rejection needs a configured busy threshold (none by default) and,
         // in 1.6.1, the KV router; slow tokens keep the worker busy.
-        builder.frontend.busy = Some(BusyThreshold {
-            active_decode_blocks: 0.0001,
-            active_prefill_tokens: 1,
-            status: 503,
-        });
-        let t = builder.speedup(1.0).start(&ctx).await?;
+        let t = TopologyBuilder::routed(1, RouterMode::Kv)
+            .busy(BusyThreshold {
+                active_decode_blocks: 0.0001,
+                active_prefill_tokens: 1,
+                status: 503,
+            })
+            .speedup(1.0)
+            .start(&ctx)
+            .await?;
         let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
         let client = t.client();
         let requests = (0..50u64).map(|i| {

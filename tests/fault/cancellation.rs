@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::json;
-use testbed_dynamo::{Metrics, TopologyBuilder};
+use testbed_dynamo::TopologyBuilder;
 use testbed_harness::run_test;
-use testbed_tests::assert_cancelled;
+use testbed_tests::{assert_cancelled, disconnect_mid_stream, Before};
 
 fn slow() -> TopologyBuilder {
     TopologyBuilder::aggregated().speedup(1.0)
@@ -17,25 +16,13 @@ fn slow() -> TopologyBuilder {
 fn streaming_client_disconnect_cancels_on_the_worker() {
     run_test(|ctx| async move {
         let t = slow().start(&ctx).await?;
-        let fb = Metrics::scrape(&t.frontend.metrics_url()).await?;
-        let wb = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-        let http = reqwest::Client::builder().no_proxy().build()?;
-        let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "long story"}], "max_tokens": 500, "stream": true});
-        let resp = http
-            .post(format!("{}/v1/chat/completions", t.frontend.url()))
-            .json(&body)
-            .send()
-            .await?;
-        assert_eq!(resp.status(), 200);
-        let mut bytes = resp.bytes_stream();
-        let first = tokio::time::timeout(Duration::from_secs(10), bytes.next()).await?;
-        assert!(first.is_some(), "the stream started");
-        // The first event can precede the worker's start (under load): go
-        // away only once the worker is generating.
-        t.busy_worker(Duration::from_secs(10)).await?;
-        drop(bytes); // the client goes away mid-stream
-        drop(http);
-        assert_cancelled(&t, &fb, &wb).await
+        let before = Before::scrape(&t.frontend.metrics_url(), &t.workers[0].metrics_url()).await?;
+        let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "long story"}], "max_tokens": 500});
+        disconnect_mid_stream(&t.client(), "/v1/chat/completions", body, || async {
+            t.busy_worker(Duration::from_secs(10)).await.map(drop)
+        })
+        .await?;
+        assert_cancelled(&before).await
     });
 }
 
@@ -43,8 +30,7 @@ fn streaming_client_disconnect_cancels_on_the_worker() {
 fn unary_client_disconnect_cancels_on_the_worker() {
     run_test(|ctx| async move {
         let t = slow().start(&ctx).await?;
-        let fb = Metrics::scrape(&t.frontend.metrics_url()).await?;
-        let wb = Metrics::scrape(&t.workers[0].metrics_url()).await?;
+        let before = Before::scrape(&t.frontend.metrics_url(), &t.workers[0].metrics_url()).await?;
         let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "long answer"}], "max_tokens": 500});
         let request = t
             .client()
@@ -54,6 +40,6 @@ fn unary_client_disconnect_cancels_on_the_worker() {
         // something to cancel.
         t.busy_worker(Duration::from_secs(10)).await?;
         request.abandon().await?;
-        assert_cancelled(&t, &fb, &wb).await
+        assert_cancelled(&before).await
     });
 }

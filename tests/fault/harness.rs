@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use testbed_dynamo::{MockerOptions, TopologyBuilder};
 use testbed_harness::{procinfo, reaper, run_test, Layout, RunId};
+use testbed_tests::{alive, all_dead};
 
 /// Starts the fixture child with a running stack in its own run; returns
 /// it and the pids of the stack.
@@ -30,28 +31,6 @@ fn stack_in_child(run: &RunId) -> anyhow::Result<(std::process::Child, Vec<u32>)
         .collect::<Result<_, _>>()?;
     anyhow::ensure!(pids.len() >= 5, "the stack child printed {line:?}");
     Ok((child, pids))
-}
-
-fn alive(pids: &[u32]) -> Vec<(u32, String)> {
-    pids.iter()
-        .filter(|p| procinfo::stat(**p).is_some_and(|s| s.state != 'Z'))
-        .map(|p| (*p, procinfo::cmdline(*p).unwrap_or_default()))
-        .collect()
-}
-
-async fn all_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = alive(pids);
-        if left.is_empty() {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "survivors after {within:?}: {left:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[test]
@@ -103,11 +82,10 @@ fn interrupted_test_process_stops_its_stack() {
 #[test]
 fn worker_dying_at_start_fails_fast_with_its_log() {
     run_test(|ctx| async move {
-        let mut builder = TopologyBuilder::aggregated();
-        builder.mocker = MockerOptions {
+        let builder = TopologyBuilder::aggregated().mocker(MockerOptions {
             extra_args: vec!["--no-such-flag".into()],
             ..MockerOptions::default()
-        };
+        });
         let started = Instant::now();
         let err = builder.start(&ctx).await.unwrap_err();
         let text = format!("{err:#}");

@@ -7,7 +7,7 @@ mod harness;
 mod services;
 mod workers;
 
-use testbed_dynamo::load::LoadReport;
+use testbed_load::LoadReport;
 
 /// Prints the load's counts (nextest shows them) and asserts nothing was
 /// lost.

@@ -3,31 +3,29 @@
 
 use std::time::Duration;
 
-use testbed_dynamo::load::{Load, LoadSpec};
 use testbed_dynamo::{EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder};
+use testbed_harness::poll::{Check, Poll};
 use testbed_harness::run_test;
+use testbed_load::{Load, LoadSpec};
 
 use crate::check_nothing_lost;
 
 /// Waits until a request succeeds again, then requires `n` in a row.
 async fn recovers(t: &Topology, n: usize, within: Duration) -> anyhow::Result<Duration> {
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(a) = t.client().chat("tiny", "are you back?", 4).await {
-            if a.status == 200 {
-                break;
-            }
-        }
-        anyhow::ensure!(
-            started.elapsed() < within,
-            "no successful request within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let took = started.elapsed();
+    let client = t.client();
+    let ((), took) = Poll::new("a request succeeding again")
+        .timeout(within)
+        .every(Duration::from_millis(200))
+        .until_timed(|| async {
+            Ok(match client.chat("tiny", "are you back?", 4).await {
+                Ok(a) if a.status == 200 => Check::Done(()),
+                Ok(a) => Check::NotYet(format!("{} {}", a.status, a.text)),
+                Err(e) => Check::NotYet(format!("{e:#}")),
+            })
+        })
+        .await?;
     for i in 0..n {
-        let a = t
-            .client()
+        let a = client
             .chat("tiny", &format!("after recovery {i}"), 4)
             .await?;
         anyhow::ensure!(
@@ -69,14 +67,17 @@ fn nats_jetstream_restart_mid_run_recovers() {
 #[test]
 fn etcd_cluster_loses_each_member_in_turn_under_load() {
     run_test(|ctx| async move {
-        let mut builder = TopologyBuilder::routed(2, RouterMode::RoundRobin);
-        builder.etcd_members = 3;
-        let mut t = builder.start(&ctx).await?;
+        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
+            .etcd_members(3)
+            .start(&ctx)
+            .await?;
         for member in 0..3 {
-            let load = Load::start(
-                &t.client(),
-                LoadSpec::new("tiny", 2, Duration::from_secs(3)),
-            );
+            let load = Load::start(LoadSpec::new(
+                t.frontend.url(),
+                "tiny",
+                2,
+                Duration::from_secs(3),
+            ));
             t.etcd.as_mut().unwrap().kill_member(member).await;
             let report = load.finish().await?;
             check_nothing_lost(&format!("etcd member {member} down"), &report);
@@ -140,10 +141,12 @@ fn single_etcd_loss_is_survived_and_service_resumes_when_it_returns() {
         let took = recovers(&t, 10, Duration::from_secs(60)).await?;
         println!("requests succeed again {took:?} after etcd returned");
         t.wait_for_worker_count(2, Duration::from_secs(30)).await?;
-        let report = Load::start(
-            &t.client(),
-            LoadSpec::new("tiny", 2, Duration::from_secs(2)),
-        )
+        let report = Load::start(LoadSpec::new(
+            t.frontend.url(),
+            "tiny",
+            2,
+            Duration::from_secs(2),
+        ))
         .finish()
         .await?;
         check_nothing_lost("after etcd returned", &report);
@@ -160,10 +163,12 @@ fn frontend_restart_rediscovers_the_workers() {
             .await?;
         t.restart_frontend().await?;
         assert_eq!(t.ready_workers().await?, 2);
-        let report = Load::start(
-            &t.client(),
-            LoadSpec::new("tiny", 2, Duration::from_secs(2)),
-        )
+        let report = Load::start(LoadSpec::new(
+            t.frontend.url(),
+            "tiny",
+            2,
+            Duration::from_secs(2),
+        ))
         .finish()
         .await?;
         check_nothing_lost("after the frontend restart", &report);

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use testbed_dynamo::load::{Load, LoadSpec};
 use testbed_dynamo::{Metrics, OpenAiClient, RouterMode, TopologyBuilder};
 use testbed_harness::run_test;
+use testbed_load::{Load, LoadSpec};
 
 use crate::check_nothing_lost;
 
@@ -85,10 +85,12 @@ fn dead_worker_leaves_etcd_discovery_then_nothing_fails() {
         // The worker's etcd lease must expire: ~25–30 s in 1.6.1.
         let took = t.wait_for_worker_count(1, Duration::from_secs(60)).await?;
         println!("the killed worker left discovery after {took:?}");
-        let report = Load::start(
-            &t.client(),
-            LoadSpec::new("tiny", 4, Duration::from_secs(3)),
-        )
+        let report = Load::start(LoadSpec::new(
+            t.frontend.url(),
+            "tiny",
+            4,
+            Duration::from_secs(3),
+        ))
         .finish()
         .await?;
         check_nothing_lost("after the dead worker left", &report);
@@ -111,10 +113,12 @@ fn migrating_pair() -> TopologyBuilder {
 fn sigterm_under_load_fails_nothing() {
     run_test(|ctx| async move {
         let mut t = migrating_pair().start(&ctx).await?;
-        let load = Load::start(
-            &t.client(),
-            LoadSpec::new("tiny", 4, Duration::from_secs(5)),
-        );
+        let load = Load::start(LoadSpec::new(
+            t.frontend.url(),
+            "tiny",
+            4,
+            Duration::from_secs(5),
+        ));
         tokio::time::sleep(Duration::from_secs(2)).await;
         t.workers[0].process().signal(libc::SIGTERM);
         let report = load.finish().await?;
@@ -128,10 +132,12 @@ fn sigterm_under_load_fails_nothing() {
 fn stall_and_resume_under_load_loses_nothing() {
     run_test(|ctx| async move {
         let mut t = migrating_pair().start(&ctx).await?;
-        let load = Load::start(
-            &t.client(),
-            LoadSpec::new("tiny", 4, Duration::from_secs(6)),
-        );
+        let load = Load::start(LoadSpec::new(
+            t.frontend.url(),
+            "tiny",
+            4,
+            Duration::from_secs(6),
+        ));
         tokio::time::sleep(Duration::from_secs(1)).await;
         t.workers[0].process().signal(libc::SIGSTOP);
         tokio::time::sleep(Duration::from_secs(3)).await;

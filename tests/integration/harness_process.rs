@@ -18,18 +18,8 @@ async fn spawn_tree(ctx: &testbed_harness::TestContext) -> anyhow::Result<(Manag
             .arg("-c")
             .arg("sleep 600 & echo grandchild $!; wait"),
     )?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(tree.log_path())?;
-        if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("grandchild ")) {
-            return Ok((tree, pid.trim().parse()?));
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the tree never printed its grandchild"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let grandchild = testbed_tests::grandchild_of(tree.log_path()).await?;
+    Ok((tree, grandchild))
 }
 
 fn alive(pid: u32) -> bool {
@@ -37,19 +27,7 @@ fn alive(pid: u32) -> bool {
 }
 
 async fn eventually_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + within;
-    while pids.iter().any(|p| alive(*p)) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "still alive after {within:?}: {:?}",
-            pids.iter()
-                .filter(|p| alive(**p))
-                .map(|p| (p, procinfo::cmdline(*p)))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
+    testbed_tests::all_dead(pids, within).await
 }
 
 #[test]
@@ -200,7 +178,7 @@ fn missing_program_says_what_to_do() {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "cannot start ghost (`testbed-no-such-program`): No such file or directory (os error 2); `testbed-no-such-program` was not found: run `cargo xtask doctor` to see what is missing and the command that installs it"
+            "cannot start ghost (`testbed-no-such-program`): No such file or directory (os error 2); `testbed-no-such-program` was not found: run `cargo xtask doctor` to see what is missing and the command that provisions it"
         );
         Ok(())
     });

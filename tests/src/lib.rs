@@ -1,9 +1,12 @@
 //! Helpers the tier binaries share. Tests never spawn services or pick ports
 //! themselves: they ask the drivers; what is here only glues test code.
 
+use std::time::Duration;
+
 use serde_json::Value;
-use testbed_dynamo::client::Stream;
-use testbed_dynamo::{metrics, Metrics, OpenAiClient, TinyModel, Topology};
+use testbed_dynamo::{metrics, Metrics, TinyModel};
+use testbed_harness::poll::{Check, Poll};
+use testbed_load::{OpenAiClient, Stream};
 
 /// Tokens of `text` by the fixture's tokenizer (no special tokens added).
 pub fn token_count(text: &str) -> usize {
@@ -16,23 +19,16 @@ pub fn token_count(text: &str) -> usize {
 
 /// A prompt of `words` generated words, distinct per `seed`.
 pub fn prompt(seed: u64, words: usize) -> String {
-    let syllables = [
-        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "we", "zu", "pe", "do",
-    ];
-    let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-    (0..words)
-        .map(|_| {
-            let mut w = String::new();
-            for _ in 0..3 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                w.push_str(syllables[(x % syllables.len() as u64) as usize]);
-            }
-            w
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    testbed_load::prompts::words(seed, words)
+}
+
+/// A prompt of exactly `tokens` tokens by the fixture's tokenizer.
+pub fn prompt_of_tokens(seed: u64, tokens: usize) -> String {
+    let tokenizer = TinyModel::ensure()
+        .expect("the tiny model")
+        .tokenizer()
+        .expect("its tokenizer");
+    testbed_load::prompts::exact_prompt(&tokenizer, tokens, seed).expect("an exact prompt")
 }
 
 /// Asserts that a stream whose worker was killed mid-way was migrated
@@ -93,41 +89,145 @@ pub fn completion_tokens(answer: &Value) -> u64 {
     answer["usage"]["completion_tokens"].as_u64().unwrap_or(0)
 }
 
-/// Waits (10 s at most) until the first worker of `t` counted a
-/// cancellation since `worker_before`, the frontend a disconnected client
-/// since `frontend_before`, and both have nothing in flight. Only Dynamo's
-/// own metrics: it holds for every engine.
-pub async fn assert_cancelled(
-    t: &Topology,
-    frontend_before: &Metrics,
-    worker_before: &Metrics,
-) -> anyhow::Result<()> {
-    let mut last = String::new();
-    for _ in 0..100 {
-        let f = Metrics::scrape(&t.frontend.metrics_url()).await?;
-        let w = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-        let cancelled = metrics::delta(
-            worker_before,
-            &w,
-            "dynamo_component_cancellation_total",
-            &[],
-        );
-        let disconnected = metrics::delta(
-            frontend_before,
-            &f,
-            "dynamo_frontend_disconnected_clients",
-            &[],
-        );
-        let inflight = (
-            f.value("dynamo_frontend_inflight_requests", &[]),
-            w.value("dynamo_component_inflight_requests", &[]),
-        );
-        if cancelled >= 1.0 && disconnected >= 1.0 && inflight == (0.0, 0.0) {
-            println!("cancelled {cancelled}, disconnected {disconnected}, inflight {inflight:?}");
-            return Ok(());
-        }
-        last = format!("worker cancellations +{cancelled}, disconnected clients +{disconnected}, inflight (frontend, worker) {inflight:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+/// The metrics a cancellation moves, before the client goes away.
+#[derive(Debug, Clone)]
+pub struct Before {
+    frontend_url: String,
+    worker_url: String,
+    frontend: Metrics,
+    worker: Metrics,
+}
+
+impl Before {
+    /// Scrapes the frontend's and the serving worker's metrics now.
+    pub async fn scrape(frontend_url: &str, worker_url: &str) -> anyhow::Result<Before> {
+        Ok(Before {
+            frontend: Metrics::scrape(frontend_url).await?,
+            worker: Metrics::scrape(worker_url).await?,
+            frontend_url: frontend_url.to_owned(),
+            worker_url: worker_url.to_owned(),
+        })
     }
-    anyhow::bail!("the disconnect was not cancelled through: {last}")
+
+    /// The worker's metrics as scraped.
+    pub fn worker(&self) -> &Metrics {
+        &self.worker
+    }
+}
+
+/// Waits (10 s at most) until the worker counted a cancellation since
+/// `before`, the frontend a disconnected client, and both have nothing in
+/// flight. Only Dynamo's own metrics: it holds for every engine (an
+/// engine's own checks come after).
+pub async fn assert_cancelled(before: &Before) -> anyhow::Result<()> {
+    Poll::new("the disconnect cancelled through frontend and worker")
+        .every(Duration::from_millis(50))
+        .until(|| async {
+            let f = Metrics::scrape(&before.frontend_url).await?;
+            let w = Metrics::scrape(&before.worker_url).await?;
+            let cancelled =
+                metrics::delta(&before.worker, &w, "dynamo_component_cancellation_total", &[]);
+            let disconnected = metrics::delta(
+                &before.frontend,
+                &f,
+                "dynamo_frontend_disconnected_clients",
+                &[],
+            );
+            let inflight = (
+                f.value("dynamo_frontend_inflight_requests", &[]),
+                w.value("dynamo_component_inflight_requests", &[]),
+            );
+            let seen = format!("worker cancellations +{cancelled}, disconnected clients +{disconnected}, in flight (frontend, worker) {inflight:?}");
+            if cancelled >= 1.0 && disconnected >= 1.0 && inflight == (0.0, 0.0) {
+                println!("{seen}");
+                return Ok(Check::Done(()));
+            }
+            Ok(Check::NotYet(seen))
+        })
+        .await
+}
+
+/// Opens a streaming request, reads its first event, waits for
+/// `generating` (the worker has it in flight), then goes away mid-stream.
+pub async fn disconnect_mid_stream<F, Fut>(
+    client: &OpenAiClient,
+    path: &str,
+    body: Value,
+    generating: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut stream = client.open_stream(path, body).await?;
+    anyhow::ensure!(
+        stream.status == 200,
+        "the stream answered {}",
+        stream.status
+    );
+    let first = stream.next_event(Duration::from_secs(30)).await?;
+    anyhow::ensure!(first.is_some(), "the stream ended before its first event");
+    // The first event can precede the worker's start (under load): go away
+    // only once the worker is generating.
+    generating().await?;
+    stream.abandon();
+    Ok(())
+}
+
+/// The `testbed-runner` binary (`cargo xtask up` and `bench` are it), as
+/// `cargo xtask test` builds it.
+pub fn runner_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = testbed_harness::Layout::from_env()
+        .target_dir
+        .join("debug")
+        .join("testbed-runner");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is not built: run `cargo build -p testbed-runner` (`cargo xtask test` builds it)",
+        exe.display()
+    );
+    Ok(exe)
+}
+
+/// The processes of `pids` still alive (not zombies), with their command
+/// lines.
+pub fn alive(pids: &[u32]) -> Vec<(u32, String)> {
+    use testbed_harness::procinfo;
+    pids.iter()
+        .filter(|p| procinfo::stat(**p).is_some_and(|s| s.state != 'Z'))
+        .map(|p| (*p, procinfo::cmdline(*p).unwrap_or_default()))
+        .collect()
+}
+
+/// Waits until no process of `pids` is alive, `within` at most; the error
+/// lists the survivors.
+pub async fn all_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
+    Poll::new("every process gone")
+        .timeout(within)
+        .every(Duration::from_millis(10))
+        .until(|| async {
+            let left = alive(pids);
+            Ok(testbed_harness::poll::check(left.is_empty(), || {
+                format!("survivors {left:?}")
+            }))
+        })
+        .await
+}
+
+/// The pid a process tree's log announces with `grandchild <pid>` (the
+/// harness's own tests start `sh -c 'sleep 600 & echo grandchild $!; wait'`).
+pub async fn grandchild_of(log: &std::path::Path) -> anyhow::Result<u32> {
+    Poll::new(format!("{} announcing its grandchild", log.display()))
+        .timeout(Duration::from_secs(5))
+        .every(Duration::from_millis(10))
+        .until(|| async {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            Ok(
+                match text.lines().find_map(|l| l.strip_prefix("grandchild ")) {
+                    Some(pid) => Check::Done(pid.trim().parse()?),
+                    None => Check::NotYet(format!("{} lines", text.lines().count())),
+                },
+            )
+        })
+        .await
 }

@@ -1,5 +1,5 @@
-//! The unit tier's own binary: repository tidiness checks (every tier has
-//! its profile, every crate its docs). The drivers' and xtask's unit tests
-//! run in this tier too (`kind(lib) | kind(bin)`).
+//! The unit tier's own binary: the tests library's pure helpers. The
+//! drivers' and xtask's unit tests (xtask's tidiness checks among them) run
+//! in this tier too (`kind(lib) | kind(bin)`).
 
-mod tidy;
+mod helpers;

@@ -27,7 +27,7 @@ pub struct BisectOutcome {
 /// Runs the bisect described by `flags` in the repository at `repo`.
 pub fn run(sh: &Shell, flags: &BisectFlags) -> anyhow::Result<i32> {
     let repo = sh.current_dir();
-    let tiers = crate::tier::Tier::expand(flags.tier);
+    let tiers = flags.tier.tiers();
     anyhow::ensure!(
         tiers.len() == 1,
         "bisect takes one tier, not `all`: name the tier whose test regressed"
@@ -44,7 +44,7 @@ pub fn run(sh: &Shell, flags: &BisectFlags) -> anyhow::Result<i32> {
         &repo,
         good,
         &flags.bad,
-        tiers[0].profile(),
+        tiers[0].name(),
         &flags.nextest_args,
     )?;
     println!(
@@ -112,22 +112,20 @@ pub fn bisect(
             .quiet()
             .ignore_stdout()
             .run()?;
-        let output = cmd!(sh, "git bisect run sh {script}")
-            .ignore_status()
-            .output()?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        print!("{text}");
+        // Each step's line is printed as git prints it.
+        let text = stream_lines(
+            std::process::Command::new("git")
+                .args(["bisect", "run", "sh"])
+                .arg(&script)
+                .current_dir(&worktree)
+                .envs(protoc_env()),
+        )?;
         let first_bad = text
             .lines()
             .find_map(|l| l.strip_suffix(" is the first bad commit"))
             .map(str::trim)
             .map(str::to_owned)
-            .with_context(|| {
-                format!(
-                    "git bisect found no first bad commit:\n{text}{}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })?;
+            .with_context(|| format!("git bisect found no first bad commit:\n{text}"))?;
         let subject = cmd!(sh, "git log -1 --format=%s {first_bad}")
             .quiet()
             .read()?;
@@ -151,6 +149,43 @@ pub fn bisect(
     result
 }
 
+/// `PROTOC` for the steps' builds: the pinned protoc, if provisioned.
+fn protoc_env() -> Vec<(String, std::ffi::OsString)> {
+    testbed_harness::tool::locate("protoc")
+        .map(|found| vec![("PROTOC".to_owned(), found.path.into_os_string())])
+        .unwrap_or_default()
+}
+
+/// Runs `command`, printing each line of its output (stdout and stderr) as
+/// it comes; returns all of it.
+fn stream_lines(command: &mut std::process::Command) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run git")?;
+    let stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .inspect(|l| eprintln!("{l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let mut text = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    child.wait()?;
+    text.push_str(&errors.join().unwrap_or_default());
+    Ok(text)
+}
+
 /// The script `git bisect run` calls for each commit.
 fn step_script(
     worktree: &Path,
@@ -159,15 +194,15 @@ fn step_script(
     profile: &str,
     nextest_args: &[String],
 ) -> String {
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let args: Vec<String> = nextest_args.iter().map(|a| quote(a)).collect();
+    let quote = testbed_harness::shell::quote;
+    let args = testbed_harness::shell::join(nextest_args);
     format!(
         "#!/bin/sh\n# One bisect step: run the tier on the checked-out commit, map the result.\ncd {wt} || exit 125\ncommit=$(git rev-parse --short=7 HEAD)\nexport CARGO_TARGET_DIR={target} TESTBED_REPO_ROOT={wt}\ncargo nextest run --profile {profile} --no-tests=fail {args} > {logs}/$commit.log 2>&1\ncode=$?\necho \"bisect step $commit: nextest exit $code\"\n# nextest: 0 passed, 100 tests failed; anything else (101 build failed,\n# 4 no tests) cannot judge the commit.\ncase $code in\n  0) exit 0 ;;\n  100) cp -r {target}/nextest {logs}/$commit-nextest 2>/dev/null; exit 1 ;;\n  *) exit 125 ;;\nesac\n",
         wt = quote(&worktree.display().to_string()),
         target = quote(&target.display().to_string()),
         logs = quote(&logs.display().to_string()),
         profile = quote(profile),
-        args = args.join(" "),
+        args = args,
     )
 }
 

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use pep440_rs::Version;
-use testbed_dynamo::pyenv::{EnvKind, PythonEnv};
+use testbed_harness::pyenv::PythonEnv;
 use testbed_harness::{Layout, Pins};
 use xshell::{cmd, Shell};
 
@@ -155,20 +155,7 @@ pub fn run(
 ) -> anyhow::Result<i32> {
     let url = "https://pypi.org/pypi/ai-dynamo/json";
     println!("bisect: listing ai-dynamo releases from {url} …");
-    let json: serde_json::Value = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async {
-            reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
-                .build()?
-                .get(url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
-        })
+    let json = crate::provision::get_json(url)
         .with_context(|| format!("could not list the releases at {url}; --dynamo needs PyPI"))?;
     let releases = releases_in(&json, range);
     anyhow::ensure!(
@@ -288,17 +275,17 @@ impl Prober<'_> {
     fn env_of(&self, version: &Version) -> anyhow::Result<PythonEnv> {
         let layout = Layout::from_env();
         let pins = Pins::from_repo()?;
-        if version.to_string() == pins.dynamo.version {
+        if Some(version.to_string()) == pins.env("dynamo")?.version {
             // The pinned release: the committed lock and the env of every run.
-            let env = PythonEnv::pinned(EnvKind::Dynamo)?;
-            crate::setup::provision(self.sh, &layout, &pins, &env, false)?;
+            let env = PythonEnv::of(&layout, &pins, "dynamo")?;
+            crate::provision::ensure_env(self.sh, &layout, &pins, &env, false)?;
             return Ok(env);
         }
         let locks = layout.cache_dir.join("python").join("locks");
         Layout::ensure_dir(&locks)?;
         let lock = locks.join(format!("dynamo-{version}.lock"));
         if !lock.is_file() {
-            let uv = crate::setup::ensure_uv(self.sh, &layout, &pins)?;
+            let uv = crate::provision::ensure_tool(&layout, &pins, "uv")?.path;
             let input = locks.join(format!("dynamo-{version}.in"));
             std::fs::write(&input, format!("ai-dynamo=={version}\n"))?;
             // `aisimulate` (only dynamo.planner imports it) is a placeholder
@@ -312,6 +299,7 @@ impl Prober<'_> {
                 self.sh,
                 "{uv} pip compile {input} --override {overrides} --python-version {python} --python-platform x86_64-manylinux_2_28 --generate-hashes -o {partial}"
             )
+            .envs(crate::provision::uv_env(&layout))
             .quiet()
             .ignore_status()
             .output()?;
@@ -322,8 +310,8 @@ impl Prober<'_> {
             );
             std::fs::rename(&partial, &lock)?;
         }
-        let env = PythonEnv::for_lock(EnvKind::Dynamo, &version.to_string(), &lock)?;
-        crate::setup::provision(self.sh, &layout, &pins, &env, false)?;
+        let env = PythonEnv::for_lock(&layout, &pins, "dynamo", &version.to_string(), &lock)?;
+        crate::provision::ensure_env(self.sh, &layout, &pins, &env, false)?;
         Ok(env)
     }
 
@@ -332,9 +320,9 @@ impl Prober<'_> {
     fn run_tier(&mut self, env: &PythonEnv) -> anyhow::Result<bool> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["test", "--tier", self.tier.profile(), "--no-setup", "--"])
+            .args(["test", "--tier", self.tier.name(), "--no-setup", "--"])
             .args(self.nextest_args)
-            .env(EnvKind::Dynamo.override_var(), &env.dir)
+            .env(&env.pin.env, &env.dir)
             .current_dir(self.sh.current_dir())
             .stdout(Stdio::piped())
             .spawn()

@@ -1,100 +1,118 @@
 //! What this machine has: each thing a test may need, found (with its
-//! version) or missing (with the reason and the command that fixes it).
-//! `doctor` prints this; `test` turns the missing ones into counted skips.
+//! version and where it came from) or missing (with the reason and the
+//! command that fixes it). `doctor` prints this; `test` turns the missing
+//! ones into counted skips.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
-use testbed_dynamo::pyenv::{EnvKind, PythonEnv};
-use testbed_harness::{Pins, Tool};
+use serde::Serialize;
+use testbed_harness::pyenv::PythonEnv;
+use testbed_harness::{tool, Layout, Pins};
 
-/// One thing a tier or a test may need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One thing a tier or a test may need. Env needs are named by the pins'
+/// envs (`dynamo-env`, `vllm-env`, …), so a new env is a new need.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Need {
-    /// nats-server at the pinned version.
+    /// nats-server, pinned or overridden.
     NatsServer,
-    /// etcd at the pinned version.
+    /// etcd, pinned or overridden.
     Etcd,
-    /// The Dynamo Python env.
-    DynamoEnv,
+    /// A Python env of the pins, usable.
+    Env(String),
     /// `dynamo.planner` importable in the Dynamo env.
     DynamoPlanner,
-    /// The vLLM (CPU) Python env.
-    VllmEnv,
     /// At least one NVIDIA GPU.
     Gpu,
-    /// A Python env with Dynamo and CUDA vLLM (`TESTBED_VLLM_GPU_ENV`).
-    VllmGpuEnv,
-    /// A Python env with Dynamo and SGLang (`TESTBED_SGLANG_ENV`).
-    SglangEnv,
-    /// A Python env with Dynamo and TensorRT-LLM (`TESTBED_TRTLLM_ENV`).
-    TrtllmEnv,
 }
 
 impl Need {
-    /// Every need, in table order.
-    pub const ALL: [Need; 9] = [
-        Need::NatsServer,
-        Need::Etcd,
-        Need::DynamoEnv,
-        Need::DynamoPlanner,
-        Need::VllmEnv,
-        Need::Gpu,
-        Need::VllmGpuEnv,
-        Need::SglangEnv,
-        Need::TrtllmEnv,
-    ];
+    /// Every need the pins make, in table order.
+    pub fn all(pins: &Pins) -> Vec<Need> {
+        let mut all = vec![Need::NatsServer, Need::Etcd];
+        all.extend(pins.envs.keys().map(|e| Need::Env(e.clone())));
+        all.extend([Need::DynamoPlanner, Need::Gpu]);
+        all
+    }
 
     /// The name used in `tests/needs.toml` and in tables.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Need::NatsServer => "nats-server",
-            Need::Etcd => "etcd",
-            Need::DynamoEnv => "dynamo-env",
-            Need::DynamoPlanner => "dynamo-planner",
-            Need::VllmEnv => "vllm-env",
-            Need::Gpu => "gpu",
-            Need::VllmGpuEnv => "vllm-gpu-env",
-            Need::SglangEnv => "sglang-env",
-            Need::TrtllmEnv => "trtllm-env",
+            Need::NatsServer => "nats-server".into(),
+            Need::Etcd => "etcd".into(),
+            Need::Env(env) => format!("{env}-env"),
+            Need::DynamoPlanner => "dynamo-planner".into(),
+            Need::Gpu => "gpu".into(),
         }
+    }
+
+    /// The need called `name`, or an error listing the valid names.
+    pub fn parse(name: &str, pins: &Pins) -> Result<Need, String> {
+        let all = Need::all(pins);
+        all.iter()
+            .find(|n| n.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<String> = all.iter().map(Need::name).collect();
+                format!(
+                    "unknown need {name:?}: expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
 impl fmt::Display for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
-impl FromStr for Need {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Need::ALL
-            .into_iter()
-            .find(|n| n.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Need::ALL.iter().map(|n| n.name()).collect();
-                format!("unknown need {s:?}: expected one of {}", names.join(", "))
-            })
-    }
+/// Whether a need is met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "kebab-case")]
+pub enum Status {
+    /// Met, as pinned.
+    Ok,
+    /// Met, but not as pinned (why).
+    Differs(String),
+    /// Not met (why, and the command that fixes it).
+    Missing(String),
 }
 
 /// What was found for one need.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// What was found (a version, a path), or "missing".
     pub found: String,
+    /// Where it came from (an override variable, the cache, …).
+    pub source: String,
     /// What the pins require.
     pub required: String,
+    /// Met or not.
+    #[serde(flatten)]
+    pub status: Status,
+}
+
+impl Finding {
+    fn new(
+        found: impl Into<String>,
+        source: impl Into<String>,
+        required: impl Into<String>,
+        status: Status,
+    ) -> Finding {
+        Finding {
+            found: found.into(),
+            source: source.into(),
+            required: required.into(),
+            status,
+        }
+    }
+
     /// Whether the need is met.
-    pub ok: bool,
-    /// A version that differs from the pin (met, but a warning).
-    pub version_mismatch: bool,
-    /// Why not, and the command that fixes it (when not met).
-    pub fix: String,
+    pub fn ok(&self) -> bool {
+        !matches!(self.status, Status::Missing(_))
+    }
 }
 
 /// Every need, checked.
@@ -107,166 +125,163 @@ pub struct Capabilities {
 impl Capabilities {
     /// Checks every need on this machine.
     pub fn detect(pins: &Pins) -> Capabilities {
-        let mut findings = BTreeMap::new();
-        for need in Need::ALL {
-            findings.insert(need, check(need, pins));
-        }
+        let layout = Layout::from_env();
+        let findings = Need::all(pins)
+            .into_iter()
+            .map(|need| {
+                let finding = check(&need, pins, &layout);
+                (need, finding)
+            })
+            .collect();
         Capabilities { findings }
     }
 
     /// Whether `need` is met.
-    pub fn has(&self, need: Need) -> bool {
-        self.findings.get(&need).is_some_and(|f| f.ok)
+    pub fn has(&self, need: &Need) -> bool {
+        self.findings.get(need).is_some_and(Finding::ok)
     }
 
-    /// The reason `need` is not met (with its fix).
-    pub fn reason(&self, need: Need) -> String {
-        self.findings
-            .get(&need)
-            .map(|f| f.fix.clone())
-            .unwrap_or_default()
+    /// Why `need` is not met (with its fix).
+    pub fn reason(&self, need: &Need) -> String {
+        match self.findings.get(need).map(|f| &f.status) {
+            Some(Status::Missing(why)) => why.clone(),
+            Some(_) => String::new(),
+            None => format!("{need} is not a need of these pins"),
+        }
     }
 }
 
-fn check(need: Need, pins: &Pins) -> Finding {
+fn check(need: &Need, pins: &Pins, layout: &Layout) -> Finding {
     match need {
-        Need::NatsServer => service(&pins.nats_server),
-        Need::Etcd => service(&pins.etcd),
-        Need::DynamoEnv => python_env(EnvKind::Dynamo),
-        Need::VllmEnv => python_env(EnvKind::Vllm),
-        Need::DynamoPlanner => planner(),
+        Need::NatsServer => service("nats-server", pins, layout),
+        Need::Etcd => service("etcd", pins, layout),
+        Need::Env(name) => python_env(name, pins, layout),
+        Need::DynamoPlanner => planner(pins, layout),
         Need::Gpu => gpu(),
-        Need::VllmGpuEnv => external_env(EnvKind::VllmGpu),
-        Need::SglangEnv => external_env(EnvKind::Sglang),
-        Need::TrtllmEnv => external_env(EnvKind::Trtllm),
     }
 }
 
-/// An env the user provides (GPU engines): named by its variable, usable
-/// when its import check passes.
-fn external_env(kind: EnvKind) -> Finding {
-    let required = kind.import_check().to_owned();
-    let missing = |found: &str, fix: String| Finding {
-        found: found.into(),
-        required: required.clone(),
-        ok: false,
-        version_mismatch: false,
-        fix,
-    };
-    let env = match PythonEnv::pinned(kind) {
-        Ok(env) => env,
-        Err(e) => return missing("not set", format!("{e:#}")),
-    };
-    if !env.python().is_file() {
-        return missing(
-            "missing",
-            format!(
-                "{} names {}, which has no bin/python",
-                kind.override_var(),
-                env.dir.display()
-            ),
+fn service(name: &str, pins: &Pins, layout: &Layout) -> Finding {
+    let Ok(pin) = pins.tool(name) else {
+        return Finding::new(
+            "—",
+            "—",
+            "—",
+            Status::Missing(format!("nix/pins.toml has no [tools.{name}]")),
         );
-    }
-    match imports(&env.python(), kind.import_check()) {
-        Ok(()) => Finding {
-            found: format!("importable ({})", env.dir.display()),
-            required,
-            ok: true,
-            version_mismatch: false,
-            fix: String::new(),
-        },
-        Err(last) => missing(
-            "not importable",
-            format!(
-                "`{}` fails in {}: {last}",
-                kind.import_check(),
-                env.dir.display()
-            ),
+    };
+    match tool::locate_pinned(name, pin, &layout.cache_dir) {
+        Ok(found) => {
+            let status = if found.version == pin.version {
+                Status::Ok
+            } else {
+                Status::Differs(format!(
+                    "{} is {}, the pin is {}",
+                    found.path.display(),
+                    found.version,
+                    pin.version
+                ))
+            };
+            Finding::new(
+                format!("{} ({})", found.version, found.path.display()),
+                found.source_text(),
+                &pin.version,
+                status,
+            )
+        }
+        Err(e) => Finding::new(
+            "missing",
+            "—",
+            &pin.version,
+            Status::Missing(format!("{e:#}")),
         ),
     }
 }
 
-fn service(pin: &testbed_harness::pins::ServicePin) -> Finding {
-    let required = pin.version.clone();
-    match Tool::for_service(pin).locate() {
-        Ok(found) => Finding {
-            version_mismatch: found.version != pin.version,
-            found: format!("{} ({})", found.version, found.path.display()),
-            required,
-            ok: true,
-            fix: if found.version != pin.version {
-                "version differs from the pin; `cargo xtask setup --strict` rejects it".to_owned()
-            } else {
-                String::new()
-            },
-        },
-        Err(e) => Finding {
-            found: "missing".into(),
-            required,
-            ok: false,
-            version_mismatch: false,
-            fix: format!("{e:#}"),
-        },
-    }
-}
-
-fn python_env(kind: EnvKind) -> Finding {
-    match PythonEnv::pinned(kind) {
-        Ok(env) if env.is_ready() => Finding {
-            found: format!("{} {} ({})", kind.package(), env.version, env.dir.display()),
-            required: format!("{} {}", kind.package(), env.version),
-            ok: true,
-            version_mismatch: false,
-            fix: String::new(),
-        },
-        Ok(env) => Finding {
-            found: "missing".into(),
-            required: format!("{} {}", kind.name(), env.version),
-            ok: false,
-            version_mismatch: false,
-            fix: format!("not provisioned: run `{}`", kind.setup_command()),
-        },
-        Err(e) => Finding {
-            found: "error".into(),
-            required: kind.name().into(),
-            ok: false,
-            version_mismatch: false,
-            fix: format!("{e:#}"),
-        },
-    }
-}
-
-fn planner() -> Finding {
-    let required = "import dynamo.planner".to_owned();
-    let env = match PythonEnv::pinned(EnvKind::Dynamo) {
-        Ok(env) if env.is_ready() => env,
-        _ => {
-            return Finding {
-                found: "no env".into(),
-                required,
-                ok: false,
-                version_mismatch: false,
-                fix: "run `cargo xtask setup`".into(),
-            }
+fn python_env(name: &str, pins: &Pins, layout: &Layout) -> Finding {
+    let env = match PythonEnv::of(layout, pins, name) {
+        Ok(env) => env,
+        Err(e) => {
+            let required = pins
+                .env(name)
+                .map(|p| p.import_check.clone())
+                .unwrap_or_default();
+            return Finding::new("not set", "—", required, Status::Missing(format!("{e:#}")));
         }
     };
-    match imports(&env.python(), "import dynamo.planner") {
-        Ok(()) => Finding {
-            found: "importable".into(),
+    let required = match &env.pin.version {
+        Some(v) => format!("{} {v}", env.pin.package),
+        None => env.pin.import_check.clone(),
+    };
+    let source = if env.overridden {
+        format!("${}", env.pin.env)
+    } else {
+        "cache (hash-locked)".to_owned()
+    };
+    if !env.is_ready() {
+        return Finding::new(
+            "missing",
+            source,
             required,
-            ok: true,
-            version_mismatch: false,
-            fix: String::new(),
-        },
-        Err(last) => Finding {
-            found: "not importable".into(),
+            Status::Missing(format!(
+                "not provisioned at {}: run `{}`",
+                env.dir.display(),
+                env.setup_command()
+            )),
+        );
+    }
+    if env.pin.lock.is_some() {
+        return Finding::new(
+            format!("{} ({})", required, env.dir.display()),
+            source,
+            required.clone(),
+            Status::Ok,
+        );
+    }
+    // The user's env: usable when its import check passes.
+    match imports(&env.python(), &env.pin.import_check) {
+        Ok(()) => Finding::new(
+            format!("importable ({})", env.dir.display()),
+            source,
             required,
-            ok: false,
-            version_mismatch: false,
-            fix: format!(
+            Status::Ok,
+        ),
+        Err(last) => Finding::new(
+            "not importable",
+            source,
+            required,
+            Status::Missing(format!(
+                "`{}` fails in {}: {last}",
+                env.pin.import_check,
+                env.dir.display()
+            )),
+        ),
+    }
+}
+
+fn planner(pins: &Pins, layout: &Layout) -> Finding {
+    let required = "import dynamo.planner";
+    let env = match PythonEnv::of(layout, pins, "dynamo") {
+        Ok(env) if env.is_ready() => env,
+        _ => {
+            return Finding::new(
+                "no env",
+                "—",
+                required,
+                Status::Missing("run `cargo xtask setup`".into()),
+            )
+        }
+    };
+    match imports(&env.python(), required) {
+        Ok(()) => Finding::new("importable", "dynamo env", required, Status::Ok),
+        Err(last) => Finding::new(
+            "not importable",
+            "dynamo env",
+            required,
+            Status::Missing(format!(
                 "dynamo.planner does not import ({last}); it needs `aisimulate_core`, which only PyPI's placeholder package `aisimulate` would download from a host this machine cannot reach"
-            ),
-        },
+            )),
+        ),
     }
 }
 
@@ -288,25 +303,19 @@ fn imports(python: &std::path::Path, statement: &str) -> Result<(), String> {
 
 fn gpu() -> Finding {
     let report = testbed_gpu::GpuReport::detect();
+    let required = "≥ 1 NVIDIA GPU";
     if report.count() > 0 {
-        return Finding {
-            found: report.summary(),
-            required: "≥ 1 NVIDIA GPU".into(),
-            ok: true,
-            version_mismatch: false,
-            fix: String::new(),
-        };
+        return Finding::new(report.summary(), "NVML", required, Status::Ok);
     }
-    Finding {
-        found: "0 GPUs".into(),
-        required: "≥ 1 NVIDIA GPU".into(),
-        ok: false,
-        version_mismatch: false,
-        fix: format!(
+    Finding::new(
+        "0 GPUs",
+        "NVML",
+        required,
+        Status::Missing(format!(
             "{}; run the gpu tier on a GPU host, inside `nix develop .#cuda`",
             report.absent_reason.as_deref().unwrap_or("no GPU")
-        ),
-    }
+        )),
+    )
 }
 
 #[cfg(test)]
@@ -315,12 +324,13 @@ mod tests {
 
     #[test]
     fn need_names_round_trip_and_unknown_lists_valid() {
-        for need in Need::ALL {
-            assert_eq!(need.name().parse::<Need>(), Ok(need));
+        let pins = Pins::from_repo().unwrap();
+        for need in Need::all(&pins) {
+            assert_eq!(Need::parse(&need.name(), &pins), Ok(need));
         }
         assert_eq!(
-            "cuda".parse::<Need>(),
-            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, dynamo-planner, vllm-env, gpu, vllm-gpu-env, sglang-env, trtllm-env".to_owned())
+            Need::parse("cuda", &pins),
+            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, sglang-env, trtllm-env, vllm-env, vllm-gpu-env, dynamo-planner, gpu".to_owned())
         );
     }
 }

@@ -1,19 +1,29 @@
 //! The testbed's command line (`cargo xtask …`): plans a tier, provisions
-//! the pins, owns the run's shared services, runs nextest, prints the
+//! the pins, holds what a tier's tests share, runs nextest, prints the
 //! summary. One module per subcommand; every flag lives in `flags`.
+//!
+//! It links no driver that needs protoc, an async runtime or plotting, so
+//! that `cargo xtask doctor` and `setup` build in seconds on a bare
+//! machine; `up`, `bench` and the holding of shared services are
+//! `testbed-runner`'s, which xtask builds once `setup` has provisioned
+//! protoc.
 
-mod bench;
 mod bisect;
 mod bisect_dynamo;
 mod capability;
+mod cargo;
 mod doctor;
+mod exit;
 mod flags;
 mod needs;
+mod provision;
+mod runner;
 mod setup;
 mod summary;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod tier;
-mod up;
 
 use clap::Parser;
 
@@ -26,21 +36,35 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let repo = testbed_harness::Layout::from_env().repo_root;
-    sh.change_dir(&repo);
+    let layout = testbed_harness::Layout::from_env();
+    sh.change_dir(&layout.repo_root);
     let result = match &xtask.command {
         flags::Command::Test(f) => test::run(&sh, f),
         flags::Command::Doctor(f) => doctor::run(f),
-        flags::Command::Setup(f) => setup::run(&sh, f).map(|()| 0),
-        flags::Command::Up(f) => up::run(f),
-        flags::Command::Bench(f) => bench::run(f),
+        flags::Command::Setup(f) => setup::run(&sh, f),
+        flags::Command::Up(f) => runner_command(&layout, "up", &f.args),
+        flags::Command::Bench(f) => runner_command(&layout, "bench", &f.args),
         flags::Command::Bisect(f) => bisect::run(&sh, f),
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("xtask: error: {e:#}");
-            std::process::exit(1);
+            std::process::exit(exit::code_of(&e));
         }
     }
+}
+
+/// `up` and `bench` are `testbed-runner`'s: provisions what it builds and
+/// runs with (protoc, the services, the Dynamo env), then becomes it.
+fn runner_command(
+    layout: &testbed_harness::Layout,
+    name: &str,
+    args: &[String],
+) -> anyhow::Result<i32> {
+    let sh = xshell::Shell::new()?;
+    setup::ensure_for(&sh, &[capability::Need::Env("dynamo".into())]).map_err(exit::missing)?;
+    let mut argv = vec![name.to_owned()];
+    argv.extend(args.iter().cloned());
+    runner::exec(layout, &argv)
 }

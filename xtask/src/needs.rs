@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
+use testbed_harness::Pins;
+
 use crate::capability::{Capabilities, Need};
 
 /// The whole file.
@@ -38,13 +40,13 @@ pub struct Rule {
 }
 
 /// Reads `tests/needs.toml`.
-pub fn load(path: &Path) -> anyhow::Result<Vec<Rule>> {
+pub fn load(path: &Path, pins: &Pins) -> anyhow::Result<Vec<Rule>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    parse(&text).with_context(|| format!("malformed {}", path.display()))
+    parse(&text, pins).with_context(|| format!("malformed {}", path.display()))
 }
 
-/// Parses rule text.
-pub fn parse(text: &str) -> anyhow::Result<Vec<Rule>> {
+/// Parses rule text; need names come from `pins`.
+pub fn parse(text: &str, pins: &Pins) -> anyhow::Result<Vec<Rule>> {
     let file: NeedsFile = toml::from_str(text)?;
     file.rule
         .into_iter()
@@ -52,7 +54,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Rule>> {
             let needs = r
                 .needs
                 .iter()
-                .map(|n| n.parse::<Need>())
+                .map(|n| Need::parse(n, pins))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             Ok(Rule {
@@ -80,8 +82,8 @@ pub fn unmet(rules: &[Rule], caps: &Capabilities) -> Vec<Unmet> {
             let missing: Vec<String> = rule
                 .needs
                 .iter()
-                .filter(|n| !caps.has(**n))
-                .map(|n| format!("needs {n}: {}", caps.reason(*n)))
+                .filter(|n| !caps.has(n))
+                .map(|n| format!("needs {n}: {}", caps.reason(n)))
                 .collect();
             (!missing.is_empty()).then(|| Unmet {
                 tests: rule.tests.clone(),
@@ -97,10 +99,12 @@ mod tests {
 
     #[test]
     fn repo_rules_parse() {
+        let pins = Pins::from_repo().unwrap();
         let rules = load(
             &testbed_harness::Layout::from_env()
                 .repo_root
                 .join("tests/needs.toml"),
+            &pins,
         )
         .unwrap();
         assert!(
@@ -111,6 +115,7 @@ mod tests {
 
     #[test]
     fn parse_cases() {
+        let pins = Pins::from_repo().unwrap();
         let cases: &[(&str, &str, Result<usize, &str>)] = &[
             ("empty", "", Ok(0)),
             (
@@ -130,7 +135,7 @@ mod tests {
             ),
         ];
         for (name, text, expected) in cases {
-            match (parse(text), expected) {
+            match (parse(text, &pins), expected) {
                 (Ok(rules), Ok(n)) => assert_eq!(rules.len(), *n, "case {name}"),
                 (Err(e), Err(fragment)) => {
                     assert!(format!("{e:#}").contains(fragment), "case {name}: {e:#}")

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::tier::Tier;
 
 /// A test xtask excluded, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
     /// `binary::test` name.
     pub name: String,
@@ -19,7 +20,7 @@ pub struct Skipped {
 }
 
 /// What one tier did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct TierResult {
     /// Tests that passed (flaky ones included).
     pub passed: usize,
@@ -30,6 +31,7 @@ pub struct TierResult {
     /// Tests excluded for unmet needs.
     pub skipped: Vec<Skipped>,
     /// Wall time of the tier.
+    #[serde(serialize_with = "seconds")]
     pub wall: Duration,
     /// nextest's exit code.
     pub exit_code: i32,
@@ -44,6 +46,10 @@ impl TierResult {
     pub fn ok(&self) -> bool {
         self.failed == 0 && self.exit_code == 0 && self.leaked.is_empty()
     }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
 }
 
 /// Counts of one JUnit file.
@@ -101,8 +107,36 @@ pub fn write_skipped_junit(path: &Path, tier: Tier, skipped: &[Skipped]) -> anyh
     Ok(())
 }
 
-/// Prints the end-of-run table.
-pub fn print(results: &[(Tier, TierResult)], logs: &Path) {
+/// The whole run as JSON (for machines: `cargo xtask test --json`).
+pub fn json(results: &[(Tier, TierResult)], logs: &Path) -> serde_json::Value {
+    let tiers: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(tier, r)| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["tier"] = tier.name().into();
+            v["ok"] = r.ok().into();
+            v
+        })
+        .collect();
+    let total = |f: fn(&TierResult) -> usize| results.iter().map(|(_, r)| f(r)).sum::<usize>();
+    serde_json::json!({
+        "tiers": tiers,
+        "passed": total(|r| r.passed),
+        "failed": total(|r| r.failed),
+        "skipped": total(|r| r.skipped.len()),
+        "flaky": total(|r| r.flaky),
+        "ok": results.iter().all(|(_, r)| r.ok()),
+        "logs": logs,
+    })
+}
+
+/// Prints the end-of-run table (to stderr when stdout carries JSON).
+pub fn print(results: &[(Tier, TierResult)], logs: &Path, to_stderr: bool) {
+    macro_rules! println {
+        ($($arg:tt)*) => {
+            if to_stderr { eprintln!($($arg)*) } else { std::println!($($arg)*) }
+        };
+    }
     println!();
     println!(
         "{:<12} {:>7} {:>7} {:>6} {:>8} {:>9}  status",
@@ -119,7 +153,7 @@ pub fn print(results: &[(Tier, TierResult)], logs: &Path) {
         };
         println!(
             "{:<12} {:>7} {:>7} {:>6} {:>8} {:>8.1}s  {status}",
-            tier.profile(),
+            tier.name(),
             r.passed,
             r.failed,
             r.flaky,

@@ -1,28 +1,40 @@
-//! `cargo xtask test --tier T`: plan, provision, run through nextest, reap,
-//! summarise.
+//! `cargo xtask test --tier T`: plan, provision, hold what the tier
+//! shares, run through nextest, reap, summarise.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use testbed_etcd::EtcdCluster;
 use testbed_harness::{reaper, Layout, Pins, RunId};
-use testbed_nats::{NatsMode, NatsServer};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
-use crate::capability::Capabilities;
+use crate::capability::{Capabilities, Need};
+use crate::exit::{self, Exit};
 use crate::flags::TestFlags;
+use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
-use crate::tier::Tier;
-use crate::{needs, setup};
+use crate::tier::{Tier, TierArg};
+use crate::{cargo, needs, runner, setup};
+
+/// Set by `--json`: stdout then carries the JSON summary alone.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// A progress line: stdout, or stderr when stdout carries JSON.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if JSON.load(Ordering::Relaxed) { eprintln!($($arg)*) } else { println!($($arg)*) }
+    };
+}
 
 /// Runs the tiers `flags` names; returns the process exit code.
 pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
+    JSON.store(flags.json, Ordering::Relaxed);
     let layout = Layout::from_env();
     let run_id = RunId::fresh("xtask");
-    let tiers = Tier::expand(flags.tier);
+    let tiers = flags.tier.tiers();
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -31,201 +43,224 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     ] {
         signal_hook::flag::register(sig, interrupted.clone())?;
     }
-    testbed_harness::signals::handle_signals_manually();
 
     for r in reaper::reap_orphans(&layout) {
-        println!(
+        say!(
             "xtask: reaped {} (pid {}) left by run {}",
-            r.command, r.pid, r.run_id
+            r.command,
+            r.pid,
+            r.run_id
         );
     }
 
-    let needed: BTreeSet<_> = tiers
-        .iter()
-        .flat_map(|t| t.needs().iter().copied())
-        .collect();
-    let needed: Vec<_> = needed.into_iter().collect();
+    let mut needed: Vec<Need> = tiers.iter().flat_map(|t| t.needs()).collect();
+    needed.sort();
+    needed.dedup();
+    let pins = Pins::from_repo()?;
     if flags.no_setup {
-        let pins = Pins::from_repo()?;
         let caps = Capabilities::detect(&pins);
         for need in &needed {
-            anyhow::ensure!(
-                caps.has(*need),
-                "{need} is missing: {} (or drop --no-setup to provision on first use)",
-                caps.reason(*need)
-            );
+            if !caps.has(need) {
+                return Err(exit::missing(anyhow::anyhow!(
+                    "{need} is missing: {} (or drop --no-setup to provision on first use)",
+                    caps.reason(need)
+                )));
+            }
         }
     } else {
-        setup::ensure_for(sh, &needed)?;
+        setup::ensure_for(sh, &needed).map_err(exit::missing)?;
     }
-    let pins = Pins::from_repo()?;
     let caps = Capabilities::detect(&pins);
-    let rules = needs::load(&layout.repo_root.join("tests/needs.toml"))?;
+    let rules = needs::load(&layout.repo_root.join("tests/needs.toml"), &pins)?;
     let unmet = needs::unmet(&rules, &caps);
 
-    println!("xtask: building the test binaries …");
-    cmd!(
-        sh,
-        "cargo nextest list --workspace --list-type binaries-only"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .context("building the tests failed")?;
+    say!("xtask: building the test binaries …");
+    let built = cargo::command(&layout)?
+        .args(["nextest", "list", "--workspace", "--list-type", "binaries-only"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+    anyhow::ensure!(built.success(), "building the tests failed");
+    let runner = runner::build(&layout)?;
+    let target = cargo::target_dir(&layout)?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut results: Vec<(Tier, TierResult)> = Vec::new();
-    let mut exit_code = 0;
+    let mut code = Exit::Success.code();
     for tier in tiers {
         if interrupted.load(Ordering::SeqCst) {
             break;
         }
-        let result = run_tier(
-            sh,
-            &runtime,
-            &layout,
-            &run_id,
-            tier,
-            &unmet,
+        let plan = TierPlan {
+            layout: &layout,
+            target: &target,
+            runner: &runner,
+            run_id: &run_id,
+            unmet: &unmet,
             flags,
-            &interrupted,
-        )?;
+            interrupted: &interrupted,
+        };
+        let result = plan.run(tier)?;
         let ok = result.ok();
         results.push((tier, result));
         if !ok {
-            exit_code = 1;
-            if flags.tier == crate::flags::TierArg::All {
-                println!("xtask: tier {tier} failed; the later tiers are not run");
+            code = Exit::TestsFailed.code();
+            if flags.tier == TierArg::All {
+                say!("xtask: tier {tier} failed; the later tiers are not run");
             }
             break;
         }
     }
-    summary::print(&results, &layout.run_artifacts(&run_id));
-    if interrupted.load(Ordering::SeqCst) {
-        println!("xtask: interrupted; every process of run {run_id} was stopped");
-        return Ok(130);
+    let logs = layout.run_artifacts(&run_id);
+    summary::print(&results, &logs, flags.json);
+    if flags.json {
+        std::println!(
+            "{}",
+            serde_json::to_string_pretty(&summary::json(&results, &logs))?
+        );
     }
-    Ok(exit_code)
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!("xtask: interrupted; every process of run {run_id} was stopped");
+        return Ok(Exit::Interrupted.code());
+    }
+    Ok(code)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_tier(
-    sh: &Shell,
-    runtime: &tokio::runtime::Runtime,
-    layout: &Layout,
-    run_id: &RunId,
-    tier: Tier,
-    unmet: &[needs::Unmet],
-    flags: &TestFlags,
-    interrupted: &AtomicBool,
-) -> anyhow::Result<TierResult> {
-    let profile = tier.profile();
-    println!("\n==> tier {profile}");
-    let started = Instant::now();
-    // A test several unmet rules match is skipped once, with every reason.
-    let mut reasons: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    let mut exclusions = Vec::new();
-    // Only the tests the user's filtersets would run count as skipped (a
-    // positional name filter is not applied to this count).
-    let (user_filtersets, _) = split_filtersets(&flags.nextest_args);
-    for u in unmet {
-        for name in list_tests(sh, profile, &and_user(&u.tests, &user_filtersets))? {
-            reasons.entry(name).or_default().push(u.reason.clone());
+/// Everything one tier's run needs.
+struct TierPlan<'a> {
+    layout: &'a Layout,
+    target: &'a Path,
+    runner: &'a Path,
+    run_id: &'a RunId,
+    unmet: &'a [needs::Unmet],
+    flags: &'a TestFlags,
+    interrupted: &'a AtomicBool,
+}
+
+impl TierPlan<'_> {
+    fn run(&self, tier: Tier) -> anyhow::Result<TierResult> {
+        let profile = tier.name();
+        say!("\n==> tier {profile}");
+        let started = Instant::now();
+        let skipped = self.skipped(profile)?;
+        for s in &skipped {
+            say!("    SKIP {} — {}", s.name, s.reason);
         }
-        exclusions.push(format!("not ({})", u.tests));
-    }
-    let skipped: Vec<Skipped> = reasons
-        .into_iter()
-        .map(|(name, reasons)| Skipped {
-            name,
-            reason: reasons.join("; "),
-        })
-        .collect();
-    for s in &skipped {
-        println!("    SKIP {} — {}", s.name, s.reason);
-    }
-    let filter = if exclusions.is_empty() {
-        "all()".to_owned()
-    } else {
-        exclusions.join(" and ")
-    };
+        let exclusions: Vec<String> = self
+            .unmet
+            .iter()
+            .map(|u| format!("not ({})", u.tests))
+            .collect();
+        let filter = if exclusions.is_empty() {
+            "all()".to_owned()
+        } else {
+            exclusions.join(" and ")
+        };
+        let env = [
+            ("TESTBED_RUN_ID", self.run_id.as_str().to_owned()),
+            (
+                "TESTBED_KEEP_LOGS",
+                if self.flags.keep_logs { "1" } else { "0" }.to_owned(),
+            ),
+        ];
+        // What the tier's tests share (NATS, etcd, engine stacks) is held
+        // for the whole tier, so that it starts once.
+        let hold = if tier.shares_services() {
+            Some(Hold::start(self.runner, profile, &env)?)
+        } else {
+            None
+        };
 
-    let artifacts = layout.run_artifacts(run_id);
-    let shared_dir = artifacts.join(format!("shared-{profile}"));
-    Layout::ensure_dir(&shared_dir)?;
-    let services = if tier.shares_services() {
-        Some(runtime.block_on(async {
-            let nats = NatsServer::start_in(&shared_dir, "run-nats", NatsMode::JetStream).await?;
-            let etcd = EtcdCluster::start_in(&shared_dir, "run-etcd", 1).await?;
-            anyhow::Ok((nats, etcd))
-        })?)
-    } else {
-        None
-    };
-
-    let junit_dir = layout.target_dir.join("nextest").join(profile);
-    let junit = junit_dir.join("junit.xml");
-    let _ = std::fs::remove_file(&junit);
-    // nextest talks to the terminal directly (live progress); its exit
-    // code and JUnit file are read afterwards.
-    let mut command = std::process::Command::new("cargo");
-    command
-        .current_dir(sh.current_dir())
-        .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
-        .args(with_exclusions(&filter, &flags.nextest_args))
-        .env("TESTBED_RUN_ID", run_id.as_str())
-        .env("TESTBED_KEEP_LOGS", if flags.keep_logs { "1" } else { "0" });
-    if let Some((nats, etcd)) = &services {
-        command.envs(nats.env().into_iter().chain(etcd.env()));
-    }
-    let exit_code = match command.status() {
-        Ok(status) => status.code().unwrap_or(130),
-        Err(e) => anyhow::bail!("cannot run cargo nextest: {e}; install it with `cargo install cargo-nextest --locked` or enter `nix develop`"),
-    };
-    drop(services);
-    let leaked: Vec<String> = reaper::reap_run(layout, run_id)
-        .into_iter()
-        .map(|r| format!("{} (pid {})", r.command, r.pid))
-        .collect();
-    if interrupted.load(Ordering::SeqCst) {
-        println!("xtask: interrupted during tier {profile}");
-    }
-
-    let counts = if junit.is_file() {
-        summary::read_junit(&junit)?
-    } else {
-        summary::JunitCounts::default()
-    };
-    let skipped_junit = junit_dir.join("skipped.xml");
-    summary::write_skipped_junit(&skipped_junit, tier, &skipped)?;
-    Ok(TierResult {
-        passed: counts.passed,
-        failed: counts.failed,
-        flaky: counts.flaky,
-        skipped,
-        wall: started.elapsed(),
-        exit_code,
-        junit: [junit, skipped_junit]
+        let junit_dir = self.target.join("nextest").join(profile);
+        let junit = junit_dir.join("junit.xml");
+        let _ = std::fs::remove_file(&junit);
+        // nextest talks to the terminal directly (live progress); its exit
+        // code and JUnit file are read afterwards.
+        let status = cargo::command(self.layout)?
+            .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
+            .args(with_exclusions(&filter, &self.flags.nextest_args))
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .status()
+            .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+        let exit_code = status.code().unwrap_or(Exit::Interrupted.code());
+        drop(hold);
+        let leaked: Vec<String> = reaper::reap_run(self.layout, self.run_id)
             .into_iter()
-            .filter(|p| p.is_file())
-            .collect(),
-        leaked,
-    })
+            .map(|r| format!("{} (pid {})", r.command, r.pid))
+            .collect();
+        if self.interrupted.load(Ordering::SeqCst) {
+            say!("xtask: interrupted during tier {profile}");
+        }
+        // nextest: 0 passed, 100 tests failed, 4 no tests ran; anything else
+        // (a build failure, a bad argument) means it ran nothing to count.
+        let counts = if junit.is_file() {
+            summary::read_junit(&junit)?
+        } else if matches!(exit_code, 0 | 100) {
+            anyhow::bail!(
+                "nextest ran the {profile} tier (exit {exit_code}) but wrote no JUnit report at {}: the counts cannot be read",
+                junit.display()
+            );
+        } else {
+            summary::JunitCounts::default()
+        };
+        let skipped_junit = junit_dir.join("skipped.xml");
+        summary::write_skipped_junit(&skipped_junit, tier, &skipped)?;
+        Ok(TierResult {
+            passed: counts.passed,
+            failed: counts.failed,
+            flaky: counts.flaky,
+            skipped,
+            wall: started.elapsed(),
+            exit_code,
+            junit: [junit, skipped_junit]
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect(),
+            leaked,
+        })
+    }
+
+    /// The tests excluded for unmet needs, each once with every reason;
+    /// only those the user's filtersets would run.
+    fn skipped(&self, profile: &str) -> anyhow::Result<Vec<Skipped>> {
+        let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let (user_filtersets, _) = split_filtersets(&self.flags.nextest_args);
+        for u in self.unmet {
+            for name in list_tests(self.layout, profile, &and_user(&u.tests, &user_filtersets))? {
+                reasons.entry(name).or_default().push(u.reason.clone());
+            }
+        }
+        Ok(reasons
+            .into_iter()
+            .map(|(name, reasons)| Skipped {
+                name,
+                reason: reasons.join("; "),
+            })
+            .collect())
+    }
 }
 
 /// The names of the tier's tests that `filter` selects.
-fn list_tests(sh: &Shell, profile: &str, filter: &str) -> anyhow::Result<Vec<String>> {
-    let json = cmd!(
-        sh,
-        "cargo nextest list --profile {profile} -E {filter} --message-format json"
-    )
-    .quiet()
-    .ignore_stderr()
-    .read()
-    .with_context(|| format!("listing the tests of {profile} that match {filter}"))?;
-    let value: serde_json::Value = serde_json::from_str(&json)?;
+fn list_tests(layout: &Layout, profile: &str, filter: &str) -> anyhow::Result<Vec<String>> {
+    let mut command = cargo::command(layout)?;
+    command.args([
+        "nextest",
+        "list",
+        "--profile",
+        profile,
+        "-E",
+        filter,
+        "--message-format",
+        "json",
+    ]);
+    let out = command
+        .stderr(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("listing the tests of {profile} that match {filter}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "listing the tests of {profile} that match {filter} failed"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let mut names = Vec::new();
     if let Some(suites) = value["rust-suites"].as_object() {
         for (binary, suite) in suites {
@@ -297,6 +332,74 @@ pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integration tier's NATS and etcd families run against the
+    /// binaries `TESTBED_NATS_SERVER` and `TESTBED_ETCD` name (wrappers that
+    /// log each start, then run the pinned binaries), and pass.
+    #[test]
+    fn slow_a_tier_runs_against_overridden_service_binaries() {
+        let layout = Layout::from_env();
+        let dir = std::env::temp_dir().join(format!("testbed-override-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut envs = Vec::new();
+        for (var, name) in [
+            ("TESTBED_NATS_SERVER", "nats-server"),
+            ("TESTBED_ETCD", "etcd"),
+        ] {
+            let real = testbed_harness::tool::locate(name).unwrap().path;
+            let wrapper = dir.join(name);
+            let calls = dir.join(format!("{name}.calls"));
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\necho \"$@\" >> {}\nexec {} \"$@\"\n",
+                    calls.display(),
+                    real.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+            envs.push((var, wrapper));
+        }
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(&layout.repo_root)
+            .args([
+                "xtask",
+                "test",
+                "--tier",
+                "integration",
+                "--",
+                "-E",
+                "test(/^(nats|etcd|isolated)::/)",
+            ])
+            .envs(envs.iter().map(|(k, v)| (k, v)));
+        cargo::clean_env(&mut cmd);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the tier failed with the overrides:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let nats = read("nats-server.calls");
+        let etcd = read("etcd.calls");
+        assert!(
+            nats.lines().any(|l| l.contains("-js")),
+            "JetStream servers ran through the override: {nats:?}"
+        );
+        assert!(
+            nats.lines().filter(|l| l.contains("-p ")).count() >= 5,
+            "every server ran through the override: {nats:?}"
+        );
+        assert!(
+            etcd.lines().any(|l| l.contains("--initial-cluster")),
+            "etcd members ran through the override: {etcd:?}"
+        );
+        assert!(text.contains("integration"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn user_filtersets_are_anded_with_the_exclusions() {

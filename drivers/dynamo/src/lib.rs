@@ -1,21 +1,27 @@
-//! The real Dynamo, driven from Rust: the pinned Python env, the tiny model
-//! the testbed generates, typed launchers for the frontend and workers,
-//! topologies, and the clients that verify behaviour (OpenAI HTTP,
-//! Prometheus metrics).
+//! The real Dynamo, driven from Rust: the tiny model the testbed generates,
+//! the engines as data, typed launchers for the frontend and workers,
+//! topologies (a test's own, or shared by a run's tests), and Prometheus
+//! metrics. Clients come from `testbed-load`.
 
-pub mod client;
+pub mod engine;
+pub mod engines;
 pub mod frontend;
-pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod planes;
-pub mod pyenv;
+pub mod shared;
 pub mod topology;
 pub mod worker;
 
-pub use client::OpenAiClient;
-pub use frontend::{Frontend, FrontendOptions, RouterMode};
+pub use engine::{Engine, WorkerSpec};
+pub use engines::mocker::{Disaggregation, MockerOptions};
+pub use engines::sglang::SglangOptions;
+pub use engines::trtllm::TrtllmOptions;
+pub use engines::vllm::VllmOptions;
+pub use frontend::{BusyThreshold, Frontend, FrontendOptions, RouterMode};
 pub use metrics::Metrics;
 pub use model::TinyModel;
+pub use shared::SharedStack;
+pub use testbed_load::OpenAiClient;
 pub use topology::{DiscoveryKind, EventPlaneKind, RequestPlaneKind, Topology, TopologyBuilder};
-pub use worker::{MockerOptions, SglangOptions, TrtllmOptions, VllmOptions, Worker, WorkerSpec};
+pub use worker::Worker;

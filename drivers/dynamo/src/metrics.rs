@@ -116,6 +116,63 @@ fn encode_line(line: &str) -> String {
     format!("{}{}", encode_name(&line[..end]), &line[end..])
 }
 
+/// Waits until [`Metrics::value`] of `name` with `labels` at `url` rises
+/// above `above`; returns the value it reached.
+pub async fn wait_above(
+    url: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    above: f64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<f64> {
+    use testbed_harness::poll::{Check, Poll};
+    Poll::new(format!("{name} at {url} rising above {above}"))
+        .timeout(timeout)
+        .every(std::time::Duration::from_millis(5))
+        .until(|| async {
+            let value = Metrics::scrape(url).await?.value(name, labels);
+            Ok(if value > above {
+                Check::Done(value)
+            } else {
+                Check::NotYet(format!("{value}"))
+            })
+        })
+        .await
+}
+
+/// The router's count of KV cache events it applied to its index (blocks
+/// stored), on the frontend's `/metrics`: a request's blocks are routable
+/// once this rises after it ([`kv_indexed_since`]).
+pub const KV_STORED_EVENTS: (&str, &[(&str, &str)]) = (
+    "dynamo_component_kv_cache_events_applied",
+    &[("event_type", "stored"), ("status", "ok")],
+);
+
+/// The frontend's count of applied "stored" KV events now (see
+/// [`KV_STORED_EVENTS`]).
+pub async fn kv_index_mark(frontend_metrics_url: &str) -> anyhow::Result<f64> {
+    let (name, labels) = KV_STORED_EVENTS;
+    Ok(Metrics::scrape(frontend_metrics_url)
+        .await?
+        .value(name, labels))
+}
+
+/// Waits until the KV router has indexed blocks stored since `mark`:
+/// KV events travel asynchronously (engine, event plane, router), so a
+/// request right after another may not yet be routed by its prefix.
+pub async fn kv_indexed_since(frontend_metrics_url: &str, mark: f64) -> anyhow::Result<()> {
+    let (name, labels) = KV_STORED_EVENTS;
+    wait_above(
+        frontend_metrics_url,
+        name,
+        labels,
+        mark,
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .map(drop)
+}
+
 /// `after - before` of [`Metrics::value`].
 pub fn delta(before: &Metrics, after: &Metrics, name: &str, labels: &[(&str, &str)]) -> f64 {
     after.value(name, labels) - before.value(name, labels)

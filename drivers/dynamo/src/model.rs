@@ -131,11 +131,7 @@ fn recipe_key(shape: ModelShape) -> String {
         "{RECIPE_VERSION}|{VOCAB_SIZE}|{CHAT_TEMPLATE}|{shape:?}|{}|{WEIGHT_SEED}|{INIT_STD}",
         corpus().len()
     );
-    let mut hash: u64 = 0xcbf29ce484222325;
-    for b in text.bytes() {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
-    }
-    format!("{hash:016x}")
+    testbed_harness::hash::short_hex(text.as_bytes(), 8)
 }
 
 /// A small deterministic generator (xorshift), so the corpus is the same on

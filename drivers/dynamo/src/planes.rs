@@ -33,6 +33,19 @@ pub enum EventPlane {
     Zmq,
 }
 
+/// Where a Dynamo process of a topology runs: its log folder (and private
+/// HOME), the planes, and, for a process of a shared stack, the state file
+/// that lists its users.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// Log folder; each process's HOME is a folder in it.
+    pub dir: &'a Path,
+    /// The topology's planes.
+    pub planes: &'a Planes,
+    /// Set for a shared stack's processes.
+    pub shared_state: Option<&'a Path>,
+}
+
 /// The planes of one topology.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planes {

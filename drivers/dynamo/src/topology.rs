@@ -1,7 +1,12 @@
 //! Topologies: the services, a frontend and N workers, wired by one set of
 //! planes. Aggregated (1 worker), N workers behind a router, or
 //! disaggregated prefill + decode; discovery by etcd or files; events over
-//! NATS (core or JetStream) or ZMQ.
+//! NATS (core or JetStream) or ZMQ; workers on any engine.
+//!
+//! Everything that can start at once does: NATS and etcd together, then
+//! the frontend and every worker together; readiness is the model listed
+//! with every worker, watched while every process is. Dropping a topology
+//! stops all of its process groups at once.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,18 +14,30 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 use testbed_etcd::EtcdCluster;
-use testbed_harness::TestContext;
+use testbed_harness::poll::{check, Check, Poll};
+use testbed_harness::{group, ProcessGroup, TestContext};
+use testbed_load::OpenAiClient;
 use testbed_nats::{NatsMode, NatsServer};
 
-use crate::client::OpenAiClient;
-use crate::frontend::{Frontend, FrontendOptions, RouterMode};
+use crate::engine::WorkerSpec;
+use crate::engines::mocker::{Disaggregation, MockerOptions};
+use crate::engines::vllm::VllmOptions;
+use crate::frontend::{BusyThreshold, Frontend, FrontendOptions, RouterMode};
 use crate::model::TinyModel;
-use crate::planes::{Discovery, EventPlane, Planes, RequestPlane};
-use crate::pyenv::{EnvKind, PythonEnv};
-use crate::worker::{Disaggregation, MockerOptions, VllmOptions, Worker, WorkerSpec};
+use crate::planes::{Discovery, EventPlane, Planes, RequestPlane, Site};
+use crate::worker::Worker;
+
+/// How often readiness is looked at while a topology starts.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// The longest grace a topology's teardown grants: a test's teardown does
+/// not wait on a slow graceful shutdown (tests of graceful shutdown signal
+/// the process themselves).
+const TEARDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Where workers register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DiscoveryKind {
     /// A real etcd (lease-based).
     Etcd,
@@ -30,6 +47,7 @@ pub enum DiscoveryKind {
 
 /// How requests travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RequestPlaneKind {
     /// Direct TCP.
     Tcp,
@@ -39,10 +57,13 @@ pub enum RequestPlaneKind {
 
 /// How events travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum EventPlaneKind {
     /// NATS, core server.
+    #[cfg_attr(feature = "clap", value(name = "nats"))]
     NatsCore,
     /// NATS with JetStream enabled on the server.
+    #[cfg_attr(feature = "clap", value(name = "jetstream"))]
     NatsJetStream,
     /// ZMQ; no NATS needed.
     Zmq,
@@ -51,26 +72,16 @@ pub enum EventPlaneKind {
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct TopologyBuilder {
-    /// Discovery.
-    pub discovery: DiscoveryKind,
-    /// Request plane.
-    pub request_plane: RequestPlaneKind,
-    /// Event plane.
-    pub event_plane: EventPlaneKind,
-    /// Aggregated workers (ignored when disaggregated).
-    pub workers: usize,
-    /// One prefill and one decode worker instead.
-    pub disaggregated: bool,
-    /// Frontend settings.
-    pub frontend: FrontendOptions,
-    /// Mocker settings of every worker (unless `engine` is set).
-    pub mocker: MockerOptions,
-    /// When set, every worker runs this real engine instead of a mocker.
-    pub engine: Option<WorkerSpec>,
-    /// The served model name.
-    pub model_name: String,
-    /// etcd members (3 for HA tests), with etcd discovery.
-    pub etcd_members: usize,
+    discovery: DiscoveryKind,
+    request_plane: RequestPlaneKind,
+    event_plane: EventPlaneKind,
+    workers: usize,
+    disaggregated: bool,
+    frontend: FrontendOptions,
+    mocker: MockerOptions,
+    engine: Option<WorkerSpec>,
+    model_name: String,
+    etcd_members: usize,
 }
 
 impl Default for TopologyBuilder {
@@ -98,12 +109,7 @@ impl TopologyBuilder {
 
     /// `n` workers behind the router in `mode`.
     pub fn routed(n: usize, mode: RouterMode) -> Self {
-        let mut b = Self {
-            workers: n,
-            ..Self::default()
-        };
-        b.frontend.router_mode = mode;
-        b
+        Self::default().workers(n).router_mode(mode)
     }
 
     /// A prefill and a decode worker.
@@ -133,41 +139,24 @@ impl TopologyBuilder {
         self
     }
 
-    /// Runs real vLLM workers (`python -m dynamo.vllm`, from the vLLM env)
-    /// with `options` instead of mockers.
-    pub fn vllm(mut self, options: VllmOptions) -> Self {
-        self.engine = Some(WorkerSpec::Vllm(options));
+    /// Sets the number of aggregated workers.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
         self
     }
 
-    /// Runs every worker with `engine` (vLLM, SGLang, TensorRT-LLM)
-    /// instead of a mocker.
-    pub fn engine(mut self, engine: WorkerSpec) -> Self {
-        self.engine = Some(engine);
-        self
-    }
-
-    /// What each worker runs, for a worker in `role`.
-    pub fn worker_spec(&self, role: Disaggregation) -> anyhow::Result<WorkerSpec> {
-        match &self.engine {
-            None => Ok(WorkerSpec::Mocker(MockerOptions {
-                disaggregation: role,
-                ..self.mocker.clone()
-            })),
-            Some(engine) => {
-                anyhow::ensure!(
-                    role == Disaggregation::Aggregated,
-                    "disaggregated {} workers are not supported by the testbed yet",
-                    engine.engine()
-                );
-                Ok(engine.clone())
-            }
+    /// How many workers it starts.
+    pub fn worker_count(&self) -> usize {
+        if self.disaggregated {
+            2
+        } else {
+            self.workers
         }
     }
 
-    /// Sets every mocker's speedup ratio (1 = realistic timing, 100 = fast).
-    pub fn speedup(mut self, ratio: f64) -> Self {
-        self.mocker.speedup_ratio = ratio;
+    /// Sets the frontend's router mode.
+    pub fn router_mode(mut self, mode: RouterMode) -> Self {
+        self.frontend.router_mode = mode;
         self
     }
 
@@ -177,34 +166,119 @@ impl TopologyBuilder {
         self
     }
 
-    /// Starts everything and waits until the model is ready with every
-    /// worker.
-    pub async fn start(self, ctx: &TestContext) -> anyhow::Result<Topology> {
-        let python = PythonEnv::pinned(EnvKind::Dynamo)?.require()?;
-        let worker_spec = self.worker_spec(Disaggregation::Aggregated)?;
-        let worker_python = PythonEnv::pinned(worker_spec.env_kind())?.require()?;
-        let startup_timeout = worker_spec.startup_timeout();
-        let model = TinyModel::ensure()?;
-        let dir = ctx.dir().to_owned();
-        let needs_nats =
-            self.request_plane == RequestPlaneKind::Nats || self.event_plane != EventPlaneKind::Zmq;
-        let nats = if needs_nats {
-            let mode = if self.event_plane == EventPlaneKind::NatsJetStream {
-                NatsMode::JetStream
-            } else {
-                NatsMode::Core
-            };
-            Some(NatsServer::start(ctx, mode).await?)
+    /// Makes the frontend reject requests above `busy`.
+    pub fn busy(mut self, busy: BusyThreshold) -> Self {
+        self.frontend.busy = Some(busy);
+        self
+    }
+
+    /// Adds arguments to the frontend's command line.
+    pub fn frontend_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.frontend
+            .extra_args
+            .extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets every mocker's settings.
+    pub fn mocker(mut self, options: MockerOptions) -> Self {
+        self.mocker = options;
+        self
+    }
+
+    /// Sets every mocker's speedup ratio (1 = realistic timing, 100 = fast).
+    pub fn speedup(mut self, ratio: f64) -> Self {
+        self.mocker.speedup_ratio = ratio;
+        self
+    }
+
+    /// Runs real vLLM workers with `options` instead of mockers.
+    pub fn vllm(self, options: VllmOptions) -> Self {
+        self.engine(WorkerSpec::Vllm(options))
+    }
+
+    /// Runs every worker with `engine` instead of a mocker.
+    pub fn engine(mut self, engine: WorkerSpec) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Sets the served model name.
+    pub fn model_name(mut self, name: &str) -> Self {
+        self.model_name = name.to_owned();
+        self
+    }
+
+    /// Sets the etcd cluster's size (3 for HA tests).
+    pub fn etcd_members(mut self, n: usize) -> Self {
+        self.etcd_members = n.max(1);
+        self
+    }
+
+    /// What each worker runs, for a worker in `role`.
+    fn worker_spec(&self, role: Disaggregation) -> anyhow::Result<WorkerSpec> {
+        match &self.engine {
+            None => Ok(WorkerSpec::Mocker(MockerOptions {
+                disaggregation: role,
+                ..self.mocker.clone()
+            })),
+            Some(engine) => {
+                anyhow::ensure!(
+                    role == Disaggregation::Aggregated,
+                    "disaggregated {} workers are not supported by the testbed yet",
+                    engine.engine().name
+                );
+                Ok(engine.clone())
+            }
+        }
+    }
+
+    fn roles(&self) -> Vec<Disaggregation> {
+        if self.disaggregated {
+            vec![Disaggregation::Prefill, Disaggregation::Decode]
         } else {
-            None
-        };
-        let etcd = match self.discovery {
-            DiscoveryKind::Etcd => Some(EtcdCluster::cluster(ctx, self.etcd_members.max(1)).await?),
-            DiscoveryKind::File => None,
-        };
+            vec![Disaggregation::Aggregated; self.workers]
+        }
+    }
+
+    /// Starts everything in the test's folder and waits until the model is
+    /// ready with every worker.
+    pub async fn start(self, ctx: &TestContext) -> anyhow::Result<Topology> {
+        self.start_in(ctx.dir().to_owned(), None).await
+    }
+
+    /// Starts everything in `dir`; with `shared_state`, every process is a
+    /// shared stack's (see [`crate::shared`]).
+    pub(crate) async fn start_in(
+        self,
+        dir: PathBuf,
+        shared_state: Option<PathBuf>,
+    ) -> anyhow::Result<Topology> {
+        let started = Instant::now();
+        let python = Frontend::python()?;
+        let roles = self.roles();
+        let specs = roles
+            .iter()
+            .map(|r| self.worker_spec(*r))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let startup_timeout = specs
+            .iter()
+            .map(|s| s.engine().startup_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
+        let model = TinyModel::ensure()?;
+        let (nats, etcd) = self.start_services(&dir, shared_state.as_deref()).await?;
         let discovery = match &etcd {
             Some(e) => Discovery::Etcd(e.endpoints()),
-            None => Discovery::File(ctx.subdir("discovery")?),
+            None => {
+                let folder = dir.join("discovery");
+                testbed_harness::Layout::ensure_dir(&folder)?;
+                Discovery::File(folder)
+            }
         };
         let nats_url = nats.as_ref().map(|n| n.url());
         let planes = Planes {
@@ -212,54 +286,94 @@ impl TopologyBuilder {
             request: match self.request_plane {
                 RequestPlaneKind::Tcp => RequestPlane::Tcp,
                 RequestPlaneKind::Nats => {
-                    RequestPlane::Nats(nats_url.clone().expect("NATS started"))
+                    RequestPlane::Nats(nats_url.clone().context("NATS started")?)
                 }
             },
             event: match self.event_plane {
                 EventPlaneKind::Zmq => EventPlane::Zmq,
-                _ => EventPlane::Nats(nats_url.expect("NATS started")),
+                _ => EventPlane::Nats(nats_url.context("NATS started")?),
             },
         };
-        let frontend = Frontend::start(&python, &dir, "frontend", &planes, &self.frontend).await?;
+        let site = Site {
+            dir: &dir,
+            planes: &planes,
+            shared_state: shared_state.as_deref(),
+        };
+        // The frontend and every worker start at once; readiness is the
+        // model listed with every worker.
+        let frontend = Frontend::spawn(&site, "frontend", &self.frontend, &python)?;
+        let mut workers = Vec::new();
+        for (i, (role, spec)) in roles.iter().zip(&specs).enumerate() {
+            let name = match role {
+                Disaggregation::Aggregated => format!("worker-{i}"),
+                Disaggregation::Prefill => format!("prefill-{i}"),
+                Disaggregation::Decode => format!("decode-{i}"),
+            };
+            workers.push(Worker::spawn(&site, &name, &model, &self.model_name, spec)?);
+        }
         let mut topology = Topology {
-            dir,
+            dir: dir.clone(),
             python,
-            worker_python,
             model,
-            planes,
+            planes: planes.clone(),
             nats,
             etcd,
             frontend,
-            workers: Vec::new(),
-            builder: self.clone(),
-            next_worker: 0,
+            workers,
+            builder: self,
+            detached: false,
         };
-        let roles: Vec<Disaggregation> = if self.disaggregated {
-            vec![Disaggregation::Prefill, Disaggregation::Decode]
-        } else {
-            vec![Disaggregation::Aggregated; self.workers]
-        };
-        let mut spawned = Vec::new();
-        for role in &roles {
-            spawned.push(topology.spawn_worker(*role)?);
-        }
-        for w in spawned {
-            let w = w.wait_started().await?;
-            topology.workers.push(w);
-        }
         topology
             .wait_for_model(roles.len(), startup_timeout)
             .await?;
+        tracing::info!(after = ?started.elapsed(), "topology ready");
         Ok(topology)
+    }
+
+    /// NATS (when a plane uses it) and etcd (with etcd discovery), started
+    /// together.
+    async fn start_services(
+        &self,
+        dir: &std::path::Path,
+        shared_state: Option<&std::path::Path>,
+    ) -> anyhow::Result<(Option<NatsServer>, Option<EtcdCluster>)> {
+        let needs_nats =
+            self.request_plane == RequestPlaneKind::Nats || self.event_plane != EventPlaneKind::Zmq;
+        let mode = if self.event_plane == EventPlaneKind::NatsJetStream {
+            NatsMode::JetStream
+        } else {
+            NatsMode::Core
+        };
+        let nats = async {
+            match needs_nats {
+                true => NatsServer::start_with(dir, "nats", mode, shared_state.map(Into::into))
+                    .await
+                    .map(Some),
+                false => Ok(None),
+            }
+        };
+        let etcd = async {
+            match self.discovery {
+                DiscoveryKind::Etcd => EtcdCluster::start_with(
+                    dir,
+                    "etcd",
+                    self.etcd_members,
+                    shared_state.map(Into::into),
+                )
+                .await
+                .map(Some),
+                DiscoveryKind::File => Ok(None),
+            }
+        };
+        tokio::try_join!(nats, etcd)
     }
 }
 
-/// A running deployment. Dropping it stops every process.
+/// A running deployment. Dropping it stops every process at once.
 #[derive(Debug)]
 pub struct Topology {
     dir: PathBuf,
     python: PathBuf,
-    worker_python: PathBuf,
     model: TinyModel,
     planes: Planes,
     /// Its NATS server, when a plane uses NATS.
@@ -271,49 +385,19 @@ pub struct Topology {
     /// The workers, in start order.
     pub workers: Vec<Worker>,
     builder: TopologyBuilder,
-    next_worker: usize,
+    /// Handed over to a shared stack: nothing is stopped on drop.
+    detached: bool,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if !self.detached {
+            group::stop_all(&self.groups(), TEARDOWN_GRACE);
+        }
+    }
 }
 
 impl Topology {
-    fn spawn_worker(&mut self, role: Disaggregation) -> anyhow::Result<Worker> {
-        let name = match role {
-            Disaggregation::Aggregated => format!("worker-{}", self.next_worker),
-            Disaggregation::Prefill => format!("prefill-{}", self.next_worker),
-            Disaggregation::Decode => format!("decode-{}", self.next_worker),
-        };
-        self.next_worker += 1;
-        let spec = self.builder.worker_spec(role)?;
-        Ok(Worker::spawn(
-            &self.worker_python,
-            &self.dir,
-            &name,
-            &self.planes,
-            &self.model,
-            &self.builder.model_name,
-            &spec,
-        )?)
-    }
-
-    /// Starts one more aggregated worker and waits until the frontend counts
-    /// it.
-    pub async fn add_worker(&mut self) -> anyhow::Result<()> {
-        let w = self
-            .spawn_worker(Disaggregation::Aggregated)?
-            .wait_started()
-            .await?;
-        self.workers.push(w);
-        let n = self.live_workers();
-        let timeout = self.startup_timeout();
-        self.wait_for_model(n, timeout).await
-    }
-
-    fn startup_timeout(&self) -> Duration {
-        self.builder
-            .worker_spec(Disaggregation::Aggregated)
-            .map(|s| s.startup_timeout())
-            .unwrap_or(Duration::from_secs(60))
-    }
-
     fn live_workers(&mut self) -> usize {
         self.workers
             .iter_mut()
@@ -325,14 +409,17 @@ impl Topology {
     /// new port); waits until it has rediscovered every live worker.
     pub async fn restart_frontend(&mut self) -> anyhow::Result<()> {
         self.frontend.process().stop().await;
-        self.frontend = Frontend::start(
-            &self.python,
-            &self.dir,
+        let site = Site {
+            dir: &self.dir,
+            planes: &self.planes,
+            shared_state: None,
+        };
+        self.frontend = Frontend::spawn(
+            &site,
             "frontend-restarted",
-            &self.planes,
             &self.builder.frontend,
-        )
-        .await?;
+            &self.python,
+        )?;
         let n = self.live_workers();
         self.wait_for_model(n, Duration::from_secs(60)).await
     }
@@ -340,21 +427,23 @@ impl Topology {
     /// The index of a worker with a request in flight (per its own
     /// metrics), polling up to `timeout`.
     pub async fn busy_worker(&self, timeout: Duration) -> anyhow::Result<usize> {
-        let started = Instant::now();
-        loop {
-            for (i, w) in self.workers.iter().enumerate() {
-                if let Ok(m) = crate::Metrics::scrape(&w.metrics_url()).await {
-                    if m.value("dynamo_component_inflight_requests", &[]) >= 1.0 {
-                        return Ok(i);
+        let urls: Vec<String> = self.workers.iter().map(Worker::metrics_url).collect();
+        Poll::new("a worker reporting a request in flight")
+            .timeout(timeout)
+            .until(|| {
+                let urls = urls.clone();
+                async move {
+                    for (i, url) in urls.iter().enumerate() {
+                        if let Ok(m) = crate::Metrics::scrape(url).await {
+                            if m.value("dynamo_component_inflight_requests", &[]) >= 1.0 {
+                                return Ok(Check::Done(i));
+                            }
+                        }
                     }
+                    Ok(Check::NotYet("every worker idle".into()))
                 }
-            }
-            anyhow::ensure!(
-                started.elapsed() < timeout,
-                "no worker reported a request in flight within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            })
+            .await
     }
 
     /// The served model's name.
@@ -372,6 +461,11 @@ impl Topology {
         &self.planes
     }
 
+    /// The topology's folder (logs).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// A client of the frontend.
     pub fn client(&self) -> OpenAiClient {
         self.frontend.client().clone()
@@ -380,22 +474,20 @@ impl Topology {
     /// Workers the frontend counts for the model now (0 when it is not
     /// listed).
     pub async fn ready_workers(&self) -> anyhow::Result<usize> {
-        let answer = self
-            .client()
-            .get(&format!("/v1/models/{}/ready", self.model_name()))
-            .await?;
-        Ok(count_workers(&answer.json))
+        ready_workers(&self.client(), self.model_name()).await
     }
 
-    /// Polls `/v1/models/{model}/ready` until it reports `expected` workers.
-    /// Fails at once, quoting its log, if a worker exits meanwhile.
+    /// Waits until `/v1/models/{model}/ready` reports `expected` workers.
+    /// Fails at once, quoting its log, if a process exits meanwhile.
     pub async fn wait_for_model(
         &mut self,
         expected: usize,
         timeout: Duration,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let mut last: String;
+        let client = self.client();
+        let path = format!("/v1/models/{}/ready", self.model_name());
+        let mut last;
         loop {
             for w in &mut self.workers {
                 if let Some(status) = w.process().exit_status() {
@@ -405,11 +497,7 @@ impl Topology {
             if let Some(status) = self.frontend.process().exit_status() {
                 return Err(self.frontend.process().exited_early(status).into());
             }
-            match self
-                .client()
-                .get(&format!("/v1/models/{}/ready", self.model_name()))
-                .await
-            {
+            match client.get(&path).await {
                 Ok(answer) => {
                     if answer.json["ready"] == true && count_workers(&answer.json) == expected {
                         tracing::info!(model = self.model_name(), workers = expected, after = ?started.elapsed(), "model ready");
@@ -419,62 +507,63 @@ impl Topology {
                 }
                 Err(e) => last = format!("{e:#}"),
             }
-            if started.elapsed() > timeout {
-                anyhow::bail!(
-                    "model {} did not become ready with {expected} worker(s) within {timeout:?}; last /ready answer: {last}; logs in {}",
-                    self.model_name(),
-                    self.dir.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::ensure!(
+                started.elapsed() < timeout,
+                "model {} did not become ready with {expected} worker(s) within {timeout:?}; last /ready answer: {last}; logs in {}",
+                self.model_name(),
+                self.dir.display()
+            );
+            tokio::time::sleep(READY_POLL).await;
         }
     }
 
-    /// Polls until the frontend counts exactly `expected` workers (e.g.
+    /// Waits until the frontend counts exactly `expected` workers (e.g.
     /// after a worker died), returning how long it took.
     pub async fn wait_for_worker_count(
         &self,
         expected: usize,
         timeout: Duration,
     ) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        loop {
-            if self.ready_workers().await.unwrap_or(usize::MAX) == expected {
-                return Ok(started.elapsed());
-            }
-            anyhow::ensure!(
-                started.elapsed() < timeout,
-                "the frontend did not count {expected} worker(s) within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (client, model) = (self.client(), self.model_name().to_owned());
+        let ((), took) = Poll::new(format!("the frontend counting {expected} worker(s)"))
+            .timeout(timeout)
+            .every(Duration::from_millis(50))
+            .until_timed(|| {
+                let (client, model) = (client.clone(), model.clone());
+                async move {
+                    let n = ready_workers(&client, &model).await;
+                    Ok(check(n.as_ref().is_ok_and(|n| *n == expected), || {
+                        format!("{n:?} worker(s)")
+                    }))
+                }
+            })
+            .await?;
+        Ok(took)
     }
 
-    /// Pids of every process of the topology (services, frontend, workers,
-    /// and their descendants in their groups).
-    pub fn pids(&mut self) -> Vec<u32> {
-        let mut pids: Vec<u32> = Vec::new();
-        pids.extend(
-            self.frontend
-                .process()
-                .group_members()
-                .iter()
-                .map(|s| s.pid),
-        );
-        for w in &mut self.workers {
-            pids.extend(w.process().group_members().iter().map(|s| s.pid));
-        }
+    /// Every process group of the topology: services, frontend, workers.
+    pub fn groups(&mut self) -> Vec<ProcessGroup> {
+        let mut groups = vec![self.frontend.process_ref().group()];
+        groups.extend(self.workers.iter().map(|w| w.process_ref().group()));
         if let Some(n) = &mut self.nats {
-            if let Some(p) = n.process() {
-                pids.extend(p.group_members().iter().map(|s| s.pid));
-            }
+            groups.extend(n.process().map(|p| p.group()));
         }
         if let Some(e) = &mut self.etcd {
-            if let Some(p) = e.member_process(0) {
-                pids.extend(p.group_members().iter().map(|s| s.pid));
+            for i in 0..e.len() {
+                groups.extend(e.member_process(i).map(|p| p.group()));
             }
         }
-        pids
+        groups
+    }
+
+    /// Pids of every live process of the topology (services, frontend,
+    /// workers, and their descendants in their groups).
+    pub fn pids(&mut self) -> Vec<u32> {
+        self.groups()
+            .iter()
+            .flat_map(|g| g.members())
+            .map(|s| s.pid)
+            .collect()
     }
 
     /// The worker that served a response, from its `nvext.worker_id`.
@@ -483,6 +572,34 @@ impl Topology {
             .as_u64()
             .with_context(|| format!("no nvext.worker_id.decode_worker_id in {response}"))
     }
+
+    /// Lets every process outlive this handle (a shared stack): returns
+    /// the groups and what a client needs to reach the stack.
+    pub(crate) fn detach(mut self) -> (Vec<ProcessGroup>, crate::shared::StackInfo) {
+        let info = crate::shared::StackInfo {
+            frontend_url: self.frontend.url().to_owned(),
+            model_name: self.model_name().to_owned(),
+            worker_metrics_urls: self.workers.iter().map(Worker::metrics_url).collect(),
+            worker_system_urls: self.workers.iter().map(Worker::system_url).collect(),
+            dir: self.dir.clone(),
+        };
+        let mut groups = vec![self.frontend.detach()];
+        groups.extend(self.workers.iter_mut().map(Worker::detach));
+        if let Some(n) = &mut self.nats {
+            groups.extend(n.detach());
+        }
+        if let Some(e) = &mut self.etcd {
+            groups.extend(e.detach());
+        }
+        self.detached = true;
+        (groups, info)
+    }
+}
+
+/// Workers a frontend counts for `model` now (0 when it is not listed).
+pub async fn ready_workers(client: &OpenAiClient, model: &str) -> anyhow::Result<usize> {
+    let answer = client.get(&format!("/v1/models/{model}/ready")).await?;
+    Ok(count_workers(&answer.json))
 }
 
 /// Sum of workers over every namespace and worker type of a `/ready` answer.

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{Client, GetOptions, WatchOptions};
+use testbed_harness::shared::Started;
 use testbed_harness::{
-    retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec,
-    TestContext, Tool,
+    retry_on_port_conflict, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec,
+    TestContext,
 };
 
 /// How long members may take to elect a leader.
@@ -74,7 +75,9 @@ impl EtcdCluster {
         Self::start_with(dir, name, n, None).await
     }
 
-    async fn start_with(
+    /// Starts `n` members in `dir`; with `shared_state`, a shared thing's
+    /// members (see `testbed_harness::shared`).
+    pub async fn start_with(
         dir: &Path,
         name: &str,
         n: usize,
@@ -174,7 +177,9 @@ impl EtcdCluster {
             .args(["--election-timeout", &self.timing.election_ms.to_string()])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .stop_grace(Duration::from_secs(5));
-        spec.shared_state = self.shared_state.clone();
+        if let Some(state) = &self.shared_state {
+            spec = spec.shared(state);
+        }
         let process = ManagedProcess::spawn(spec)?;
         self.members[i].process = Some(process);
         Ok(())
@@ -282,6 +287,14 @@ impl EtcdCluster {
         self.members[i].process.as_mut()
     }
 
+    /// Lets a shared stack's members outlive this handle; their groups.
+    pub fn detach(&mut self) -> Vec<testbed_harness::ProcessGroup> {
+        self.members
+            .iter_mut()
+            .filter_map(|m| m.process.as_mut().map(ManagedProcess::detach))
+            .collect()
+    }
+
     /// Every key under `prefix`, sorted.
     pub async fn keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         keys_under(&mut self.client().await?, prefix).await
@@ -349,40 +362,34 @@ impl KeyWatch {
     }
 }
 
-/// An etcd shared by the tests of a run: the one `cargo xtask` started
-/// (`ETCD_ENDPOINTS` is set), or a single node started on first use and
-/// stopped by its last user. Tests that share it keep their keys apart under
+/// An etcd (one member) shared by the tests of a run: started by the first
+/// user (or held by `cargo xtask` for the whole tier) and stopped by the
+/// last. Tests that share it keep their keys apart under
 /// [`TestContext::namespace`].
 #[derive(Debug)]
 pub struct SharedEtcd {
     endpoints: Vec<String>,
-    _lease: Option<testbed_harness::shared::SharedLease>,
+    _lease: testbed_harness::shared::SharedLease,
 }
 
 impl SharedEtcd {
     /// Joins (or starts) the run's shared etcd.
     pub async fn acquire() -> anyhow::Result<SharedEtcd> {
-        if let Ok(endpoints) = std::env::var("ETCD_ENDPOINTS") {
-            return Ok(SharedEtcd {
-                endpoints: endpoints.split(',').map(str::to_owned).collect(),
-                _lease: None,
-            });
-        }
         let (endpoints, lease) = testbed_harness::shared::acquire("etcd", |start| async move {
             let mut cluster =
                 EtcdCluster::start_with(&start.dir, "shared-etcd", 1, Some(start.state_file))
                     .await?;
             let endpoints = cluster.endpoints().join(",");
-            let process = cluster.members[0]
-                .process
-                .take()
-                .expect("a started member has a process");
-            Ok((process.detach(), endpoints))
+            Ok(Started {
+                stop_grace: Duration::from_secs(5),
+                groups: cluster.detach(),
+                value: endpoints,
+            })
         })
         .await?;
         Ok(SharedEtcd {
             endpoints: endpoints.split(',').map(str::to_owned).collect(),
-            _lease: Some(lease),
+            _lease: lease,
         })
     }
 
@@ -401,5 +408,5 @@ impl SharedEtcd {
 
 /// Finds the etcd binary the pins name.
 pub fn locate() -> anyhow::Result<testbed_harness::tool::FoundTool> {
-    Tool::for_service(&Pins::from_repo()?.etcd).locate()
+    testbed_harness::tool::locate("etcd")
 }

@@ -65,10 +65,7 @@ impl TestContext {
     /// subjects, etcd prefixes and Dynamo namespaces (letters, digits, `_`):
     /// tests that share a service keep their keys apart with it.
     pub fn namespace(&self) -> String {
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for b in self.name.bytes() {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
-        }
+        let hash = crate::hash::short_hex(self.name.as_bytes(), 4);
         let leaf: String = self
             .name
             .rsplit("::")
@@ -78,7 +75,7 @@ impl TestContext {
             .filter(|c| c.is_ascii_alphanumeric())
             .take(16)
             .collect();
-        format!("t{leaf}{:08x}", hash as u32)
+        format!("t{leaf}{hash}")
     }
 }
 

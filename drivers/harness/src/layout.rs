@@ -23,9 +23,17 @@ pub struct Layout {
 impl Layout {
     /// Resolves the layout: `TESTBED_REPO_ROOT`, `CARGO_TARGET_DIR`,
     /// `TESTBED_CACHE_DIR` and `TESTBED_STATE_DIR` override the defaults.
+    /// The repository is otherwise the nearest folder, from the current one
+    /// up, that holds `nix/pins.toml` and `Cargo.toml` (a binary built
+    /// elsewhere, such as Nix's, finds the checkout it is run in).
     pub fn from_env() -> Layout {
         let repo_root = std::env::var_os("TESTBED_REPO_ROOT")
             .map(PathBuf::from)
+            .or_else(|| {
+                std::env::current_dir()
+                    .ok()
+                    .and_then(|d| find_repo_root(&d))
+            })
             .unwrap_or_else(compiled_repo_root);
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
@@ -68,9 +76,18 @@ impl Layout {
     }
 }
 
+/// The nearest folder from `start` up that holds `nix/pins.toml` and
+/// `Cargo.toml`.
+pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("nix/pins.toml").is_file() && d.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+}
+
 fn compiled_repo_root() -> PathBuf {
-    // drivers/harness -> repo root; fixed at build time, which is what a
-    // bisect worktree wants: each build finds its own tree.
+    // drivers/harness -> repo root, as built: the last resort of a binary
+    // run outside any checkout.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -91,4 +108,22 @@ fn default_state_dir() -> PathBuf {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     std::env::temp_dir().join(format!("dynamo-testbed-{uid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_root_is_found_from_any_folder_inside_it() {
+        let root = Layout::from_env().repo_root;
+        for inside in ["", "drivers/harness/src", "nix/python"] {
+            assert_eq!(
+                find_repo_root(&root.join(inside)).as_deref(),
+                Some(root.as_path()),
+                "from {inside:?}"
+            );
+        }
+        assert_eq!(find_repo_root(Path::new("/")), None);
+    }
 }

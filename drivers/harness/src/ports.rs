@@ -150,6 +150,7 @@ impl PortLease {
 
     /// Leases a port from the default range for the process `name`, in the
     /// error type process start-up uses.
+    #[cfg(feature = "runtime")]
     pub fn allocate_for(name: &str) -> Result<PortLease, crate::ProcessError> {
         Self::allocate().map_err(|e| crate::ProcessError::NoPort {
             name: name.to_owned(),

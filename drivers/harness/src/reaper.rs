@@ -13,16 +13,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::group::ProcessGroup;
 use crate::{procinfo, Layout, RunId};
 
 /// What the registry knows of one managed process group.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProcessRecord {
-    /// The process group id (the leader's pid).
-    pub pgid: u32,
-    /// The leader's start time: group members that started before it belong
-    /// to an older group that reused the id.
-    pub leader_start_ticks: u64,
+    /// The group.
+    pub group: ProcessGroup,
     /// The process that spawned the group.
     pub owner_pid: u32,
     /// The owner's start time, to tell it from a later process with its pid.
@@ -68,7 +66,7 @@ pub fn register(
     Layout::ensure_dir(&dir)?;
     let path = dir.join(format!(
         "{}-{}.json",
-        record.pgid, record.leader_start_ticks
+        record.group.pgid, record.group.leader_start_ticks
     ));
     fs::write(&path, serde_json::to_vec_pretty(record)?)?;
     Ok(path)
@@ -98,19 +96,13 @@ fn read_records(dir: &Path) -> Vec<(PathBuf, ProcessRecord)> {
         .collect()
 }
 
-/// Live processes of a recorded group (the leader and every descendant that
-/// stayed in its group).
-pub fn survivors(record: &ProcessRecord) -> Vec<procinfo::ProcStat> {
-    procinfo::group_members(record.pgid, record.leader_start_ticks)
-}
-
 /// Kills (SIGKILL) every live process of every group recorded for `run_id`,
 /// whoever owns it, and removes the records. For the end of a run, when
 /// nothing of it may survive.
 pub fn reap_run(layout: &Layout, run_id: &RunId) -> Vec<Reaped> {
     let mut reaped = Vec::new();
     for (path, record) in records(layout, run_id) {
-        reaped.extend(kill_group(&record, run_id.as_str()));
+        reaped.extend(kill(&record, run_id.as_str()));
         unregister(&path);
     }
     let _ = fs::remove_dir(procs_dir(layout, run_id));
@@ -136,7 +128,7 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
             if in_use {
                 continue;
             }
-            reaped.extend(kill_group(&record, &run_name));
+            reaped.extend(kill(&record, &run_name));
             unregister(&path);
         }
         let _ = fs::remove_dir(&dir);
@@ -145,18 +137,20 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
     reaped
 }
 
-fn kill_group(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
-    let mut reaped = Vec::new();
-    for member in survivors(record) {
-        let command = procinfo::cmdline(member.pid).unwrap_or_default();
-        // SAFETY: kill has no memory preconditions; the pid was just matched
-        // by group and start time.
-        unsafe { libc::kill(member.pid as i32, libc::SIGKILL) };
-        reaped.push(Reaped {
-            pid: member.pid,
+fn kill(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
+    let commands: Vec<(u32, String)> = record
+        .group
+        .members()
+        .iter()
+        .map(|m| (m.pid, procinfo::cmdline(m.pid).unwrap_or_default()))
+        .collect();
+    record.group.kill();
+    commands
+        .into_iter()
+        .map(|(pid, command)| Reaped {
+            pid,
             command,
             run_id: run_id.to_owned(),
-        });
-    }
-    reaped
+        })
+        .collect()
 }

@@ -1,81 +1,112 @@
-//! External programs the testbed runs (nats-server, etcd, python): found on
-//! PATH or through an override variable, with their version read from the
-//! program itself.
+//! The pinned tools the testbed runs (nats-server, etcd, protoc, uv) and
+//! files it reads (the chart font): the copy an override variable names, or
+//! the one `cargo xtask setup` put in the cache. Nothing is taken from PATH,
+//! so a machine's own packages never change what a test runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A program to locate.
-#[derive(Debug, Clone)]
-pub struct Tool {
-    /// Its name on PATH.
-    pub binary: String,
-    /// A variable that, when set, names the program's path instead.
-    pub env: String,
-    /// The arguments that make it print its version.
-    pub version_args: Vec<String>,
-    /// The command that installs it, for errors.
-    pub install_hint: String,
+use crate::pins::ToolPin;
+use crate::{Layout, Pins};
+
+/// Where a located tool came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The override variable (its name).
+    Env(String),
+    /// The testbed's cache, from the pinned wheel.
+    Cache,
 }
 
-/// A located program.
+/// A located tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundTool {
     /// Where it is.
     pub path: PathBuf,
-    /// The first `X.Y.Z` its version output contains.
+    /// The first `X.Y.Z` its version output contains (the pin's version
+    /// for a data file).
     pub version: String,
+    /// How it was found.
+    pub source: Source,
 }
 
-impl Tool {
-    /// Finds the program and reads its version.
-    pub fn locate(&self) -> anyhow::Result<FoundTool> {
-        let path = match std::env::var_os(&self.env) {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                if !p.is_file() {
-                    anyhow::bail!(
-                        "{}={} does not name a file; unset it or point it at the {} binary",
-                        self.env,
-                        p.display(),
-                        self.binary
-                    );
-                }
-                p
-            }
-            None => which(&self.binary).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{} not found on PATH (or in ${}); install it with `{}`",
-                    self.binary,
-                    self.env,
-                    self.install_hint
-                )
-            })?,
-        };
-        let out = Command::new(&path)
-            .args(&self.version_args)
-            .output()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot run {} {}: {e}",
-                    path.display(),
-                    self.version_args.join(" ")
-                )
-            })?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let version = parse_version(&text).ok_or_else(|| {
+impl FoundTool {
+    /// `env TESTBED_NATS_SERVER` or `cache (pinned wheel)`, for tables.
+    pub fn source_text(&self) -> String {
+        match &self.source {
+            Source::Env(var) => format!("${var}"),
+            Source::Cache => "cache, from the pinned wheel".to_owned(),
+        }
+    }
+}
+
+/// Finds the tool `name` of the repository's pins.
+pub fn locate(name: &str) -> anyhow::Result<FoundTool> {
+    let pins = Pins::from_repo()?;
+    locate_pinned(name, pins.tool(name)?, &Layout::from_env().cache_dir)
+}
+
+/// Finds `pin` (called `name`): the file its override variable names, or
+/// its cached copy; then reads its version.
+pub fn locate_pinned(name: &str, pin: &ToolPin, cache_dir: &Path) -> anyhow::Result<FoundTool> {
+    let (path, source) = match std::env::var_os(&pin.env).filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            anyhow::ensure!(
+                p.is_file(),
+                "{}={} does not name a file; unset it or point it at a {name} {}",
+                pin.env,
+                p.display(),
+                pin.version
+            );
+            (p, Source::Env(pin.env.clone()))
+        }
+        None => {
+            let p = pin.cached_path(name, cache_dir);
+            anyhow::ensure!(
+                p.is_file(),
+                "{name} {} is not provisioned: run `cargo xtask setup` (it downloads the pinned wheel into {}), or set {} to a {name} of your own",
+                pin.version,
+                cache_dir.display(),
+                pin.env
+            );
+            (p, Source::Cache)
+        }
+    };
+    if pin.version_args.is_empty() {
+        return Ok(FoundTool {
+            path,
+            version: pin.version.clone(),
+            source,
+        });
+    }
+    let out = Command::new(&path)
+        .args(&pin.version_args)
+        .output()
+        .map_err(|e| {
             anyhow::anyhow!(
-                "{} {} printed no version: {text:?}",
+                "cannot run {} {}: {e}",
                 path.display(),
-                self.version_args.join(" ")
+                pin.version_args.join(" ")
             )
         })?;
-        Ok(FoundTool { path, version })
-    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let version = parse_version(&text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} {} printed no version: {text:?}",
+            path.display(),
+            pin.version_args.join(" ")
+        )
+    })?;
+    Ok(FoundTool {
+        path,
+        version,
+        source,
+    })
 }
 
 /// The first full path of `binary` on PATH.
@@ -93,7 +124,8 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// The first `X.Y.Z` (digits) in `text`, a leading `v` dropped.
+/// The first `X.Y` or `X.Y.Z` (digits) in `text`, a leading `v` dropped;
+/// three parts at most.
 pub fn parse_version(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -107,8 +139,8 @@ pub fn parse_version(text: &str) -> Option<String> {
                 .take_while(|c| c.is_ascii_digit() || *c == '.')
                 .collect();
             let parts: Vec<&str> = candidate.trim_end_matches('.').split('.').collect();
-            if parts.len() >= 3 && parts.iter().all(|p| !p.is_empty()) {
-                return Some(parts[..3].join("."));
+            if parts.len() >= 2 && parts.iter().all(|p| !p.is_empty()) {
+                return Some(parts[..parts.len().min(3)].join("."));
             }
             i += candidate.len().max(1);
         } else {
@@ -118,37 +150,25 @@ pub fn parse_version(text: &str) -> Option<String> {
     None
 }
 
-impl Tool {
-    /// The tool for a pinned service binary (nats-server, etcd).
-    pub fn for_service(pin: &crate::pins::ServicePin) -> Tool {
-        Tool {
-            binary: pin.binary.clone(),
-            env: pin.env.clone(),
-            version_args: vec!["--version".into()],
-            install_hint: format!(
-                "cargo xtask setup` (or `apt-get install -y {}`, or `nix develop`",
-                pin.debian_packages.join(" ")
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pins::WheelFile;
 
     #[test]
     fn version_cases() {
         let cases = [
-            ("nats", "nats-server: v2.9.10\n", Some("2.9.10")),
+            ("nats", "nats-server: v2.15.1\n", Some("2.15.1")),
             (
                 "etcd",
-                "etcd Version: 3.4.23\nGit SHA: Not provided\nGo Version: go1.19.8\n",
-                Some("3.4.23"),
+                "etcd Version: 3.5.1\nGit SHA: e8732fb5f\nGo Version: go1.16.3\n",
+                Some("3.5.1"),
             ),
+            ("protoc", "libprotoc 36.2", Some("36.2")),
+            ("uv", "uv 0.13.9 (x86_64-unknown-linux-gnu)", Some("0.13.9")),
             ("python", "Python 3.11.7", Some("3.11.7")),
             ("four parts", "tool 1.2.3.4", Some("1.2.3")),
-            ("two parts only", "go1.19 and 2.3", None),
+            ("glued to letters", "go1.19", None),
             ("nothing", "no version here", None),
         ];
         for (name, text, expected) in cases {
@@ -156,18 +176,45 @@ mod tests {
         }
     }
 
-    #[test]
-    fn missing_binary_names_the_install_command() {
-        let tool = Tool {
-            binary: "testbed-no-such-binary".into(),
-            env: "TESTBED_NO_SUCH_BINARY".into(),
+    fn pin(env: &str) -> ToolPin {
+        ToolPin {
+            version: "1.2.3".into(),
+            env: env.into(),
             version_args: vec!["--version".into()],
-            install_hint: "apt-get install -y no-such-package".into(),
-        };
-        let err = tool.locate().unwrap_err();
+            wheel: WheelFile {
+                url: "https://example.invalid/x.whl".into(),
+                sha256: "ab".repeat(32),
+                file: "x.data/scripts/ghost".into(),
+                include: None,
+            },
+        }
+    }
+
+    #[test]
+    fn unprovisioned_tool_says_how_to_provision_it() {
+        let err = locate_pinned(
+            "ghost",
+            &pin("TESTBED_NO_SUCH_TOOL"),
+            Path::new("/nonexistent-cache"),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "testbed-no-such-binary not found on PATH (or in $TESTBED_NO_SUCH_BINARY); install it with `apt-get install -y no-such-package`"
+            "ghost 1.2.3 is not provisioned: run `cargo xtask setup` (it downloads the pinned wheel into /nonexistent-cache), or set TESTBED_NO_SUCH_TOOL to a ghost of your own"
+        );
+    }
+
+    #[test]
+    fn override_naming_nothing_is_an_error() {
+        // A variable only this test sets (each test runs in its own process
+        // under nextest).
+        let var = "TESTBED_TOOL_TEST_OVERRIDE";
+        // SAFETY: no other thread of this test process reads the variable.
+        unsafe { std::env::set_var(var, "/nonexistent/ghost") };
+        let err = locate_pinned("ghost", &pin(var), Path::new("/c")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TESTBED_TOOL_TEST_OVERRIDE=/nonexistent/ghost does not name a file; unset it or point it at a ghost 1.2.3"
         );
     }
 }

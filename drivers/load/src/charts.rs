@@ -1,8 +1,8 @@
 //! Charts of one or more runs, each in PNG and SVG (plotters): throughput,
 //! TTFT and ITL against concurrency, and latency against throughput.
 //! Concurrency is drawn on a log2 axis. Text needs a TrueType font: the
-//! first of `TESTBED_CHART_FONT` and the usual DejaVu/Liberation paths
-//! (Debian's `fonts-dejavu-core`).
+//! pinned one (`[tools.chart-font]`, which `cargo xtask setup` provisions),
+//! or the one `TESTBED_CHART_FONT` names.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,14 +15,6 @@ use plotters::prelude::*;
 use crate::results::BenchResults;
 use crate::stats::{PointResult, Summary};
 
-/// Where a sans-serif TrueType font is looked for, in order.
-pub const FONT_PATHS: [&str; 4] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
 /// Chart size in pixels.
 const SIZE: (u32, u32) = (960, 600);
 
@@ -30,17 +22,10 @@ const SIZE: (u32, u32) = (960, 600);
 fn ensure_font() -> anyhow::Result<()> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let candidates: Vec<PathBuf> = std::env::var_os("TESTBED_CHART_FONT")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain(FONT_PATHS.iter().map(PathBuf::from))
-            .collect();
-        let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-            format!(
-                "no TrueType font for the charts: install one (apt-get install -y fonts-dejavu-core) or set TESTBED_CHART_FONT; looked at {candidates:?}"
-            )
-        })?;
-        let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let path = testbed_harness::tool::locate("chart-font")
+            .map_err(|e| format!("no TrueType font for the charts: {e:#}"))?
+            .path;
+        let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
             .map_err(|_| format!("{} is not a usable font", path.display()))

@@ -271,13 +271,14 @@ mod tests {
     /// A point of `ttfts.len()` rounds, round `i` one request with TTFT
     /// `ttfts[i]` ms that took `secs[i]` seconds.
     fn rounds(ttfts: &[f64], secs: &[f64]) -> BenchResults {
-        let record = |ttft: f64| crate::engine::RequestRecord {
+        let record = |ttft: f64| crate::request::RequestRecord {
             ttft_ms: Some(ttft),
             itl_ms: vec![1.0],
             e2e_ms: ttft + 1.0,
             input_tokens: Some(10),
             output_tokens: 2,
             error: None,
+            ..crate::request::RequestRecord::default()
         };
         let rounds: Vec<PointResult> = ttfts
             .iter()

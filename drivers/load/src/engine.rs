@@ -1,27 +1,21 @@
-//! The engine: closed-loop clients against an OpenAI-compatible endpoint.
-//! At each point of a sweep, `concurrency` clients send requests back to
-//! back until the point's request count is sent; every request is timed
-//! from the client's side (time to first content token, gaps between
-//! content chunks, end to end) and checked (status, error events, `[DONE]`,
-//! the exact output length).
-//!
-//! Each request opens a fresh connection with `TCP_NODELAY` by default:
-//! Dynamo's HTTP listener does not set `TCP_NODELAY`, and sequential
-//! streams on one reused keep-alive connection stall ~40 ms each (Nagle
-//! plus delayed ACK), which would be measured as latency of the server.
+//! The one load generator: clients against an OpenAI-compatible endpoint,
+//! each request sent and judged by [`crate::request::send`]. Closed loop
+//! (a number of clients sending back to back, for a number of requests or
+//! for a while) or open loop (requests at their own arrival times, e.g. a
+//! Poisson process or a trace). The bench sweeps and the fault tier's load
+//! companion are both this engine.
 
-use std::fmt;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::prompts::PromptSet;
+use crate::client::{http_client, ConnectionMode};
+use crate::request::{self, Request, RequestRecord};
 use crate::stats::PointResult;
+use crate::workload::{Job, Workload};
 
 /// Which OpenAI endpoint to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,16 +35,6 @@ impl Endpoint {
             Endpoint::Completions => "/v1/completions",
         }
     }
-}
-
-/// How requests use connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectionMode {
-    /// A new connection per request (the default; see the module doc).
-    FreshPerRequest,
-    /// Reuse idle keep-alive connections from a pool.
-    KeepAlive,
 }
 
 /// What to measure: one sweep over concurrency.
@@ -84,8 +68,6 @@ pub struct BenchSpec {
     pub request_timeout_s: f64,
     /// Connection use.
     pub connection: ConnectionMode,
-    /// Print a progress line per point on stderr.
-    pub progress: bool,
 }
 
 /// Results written before rounds existed had one.
@@ -96,7 +78,7 @@ fn one_round() -> usize {
 impl BenchSpec {
     /// A streaming chat sweep of `model` at `url` with defaults: 128 input
     /// tokens, 32 output tokens, concurrency 1..64 in powers of two, 200
-    /// requests per point in one round, fresh connections, progress on.
+    /// requests per point in one round, fresh connections.
     pub fn new(url: &str, model: &str) -> BenchSpec {
         BenchSpec {
             url: url.trim_end_matches('/').to_owned(),
@@ -110,30 +92,25 @@ impl BenchSpec {
             stream: true,
             request_timeout_s: 60.0,
             connection: ConnectionMode::FreshPerRequest,
-            progress: true,
         }
     }
 
     /// The HTTP client this spec asks for.
-    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
-        let mut b = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
-        if self.connection == ConnectionMode::FreshPerRequest {
-            b = b.pool_max_idle_per_host(0);
-        }
-        Ok(b.build()?)
+    pub fn client(&self) -> reqwest::Client {
+        http_client(self.connection, None)
     }
 
-    /// The request body for `prompt`.
-    pub fn body(&self, prompt: &str) -> Value {
+    /// The request body for `job`: its prompt (or messages), its output
+    /// length forced (`max_tokens` = `min_tokens`, `ignore_eos`), streamed
+    /// with usage when the spec streams.
+    pub fn body(&self, job: &Job) -> Value {
+        let tokens = job.output_tokens.unwrap_or(self.output_tokens);
         let mut body = match self.endpoint {
-            Endpoint::Chat => json!({
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-            }),
-            Endpoint::Completions => json!({"model": self.model, "prompt": prompt}),
+            Endpoint::Chat => json!({"model": self.model, "messages": job.messages()}),
+            Endpoint::Completions => json!({"model": self.model, "prompt": job.prompt_text()}),
         };
-        body["max_tokens"] = json!(self.output_tokens);
-        body["min_tokens"] = json!(self.output_tokens);
+        body["max_tokens"] = json!(tokens);
+        body["min_tokens"] = json!(tokens);
         body["ignore_eos"] = json!(true);
         body["stream"] = json!(self.stream);
         if self.stream {
@@ -141,332 +118,212 @@ impl BenchSpec {
         }
         body
     }
-}
 
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorKind {
-    /// No connection.
-    Connect,
-    /// A non-2xx status.
-    Status(u16),
-    /// The stream carried an error event, or the body an error object.
-    ErrorEvent,
-    /// The stream ended without `[DONE]`, or the body was cut or malformed.
-    Incomplete,
-    /// Fewer or more output tokens than asked.
-    WrongLength,
-    /// No complete answer within the request timeout.
-    Timeout,
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ErrorKind::Connect => f.write_str("connect"),
-            ErrorKind::Status(s) => write!(f, "status_{s}"),
-            ErrorKind::ErrorEvent => f.write_str("error_event"),
-            ErrorKind::Incomplete => f.write_str("incomplete"),
-            ErrorKind::WrongLength => f.write_str("wrong_length"),
-            ErrorKind::Timeout => f.write_str("timeout"),
+    /// Sends `job` (each turn of a conversation in order, the earlier
+    /// answers in its history) and records each request.
+    pub async fn send(&self, client: &reqwest::Client, job: &Job) -> Vec<RequestRecord> {
+        let url = format!("{}{}", self.url, self.endpoint.path());
+        let tokens = job.output_tokens.unwrap_or(self.output_tokens);
+        let mut answers: Vec<String> = Vec::new();
+        let mut records = Vec::new();
+        for turn in 0..job.turns.len() {
+            let body = self.body(&job.up_to(turn, &answers));
+            let rec = request::send(
+                client,
+                &Request {
+                    url: &url,
+                    body: &body,
+                    stream: self.stream,
+                    expect_tokens: Some(u64::from(tokens)),
+                    timeout: Duration::from_secs_f64(self.request_timeout_s.max(0.001)),
+                    keep_text: job.turns.len() > 1,
+                },
+            )
+            .await;
+            let failed = rec.error.is_some();
+            answers.push(rec.text.clone());
+            records.push(rec);
+            if failed {
+                break;
+            }
         }
+        records
     }
 }
 
-/// One request, as the client saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestRecord {
-    /// Time to the first chunk with content, ms (streaming only).
-    pub ttft_ms: Option<f64>,
-    /// Gaps between consecutive content chunks, ms.
-    pub itl_ms: Vec<f64>,
-    /// From send to the end of the answer, ms.
-    pub e2e_ms: f64,
-    /// Prompt tokens, from the usage block.
-    pub input_tokens: Option<u64>,
-    /// Output tokens, from the usage block (content chunks if it has none).
-    pub output_tokens: u64,
-    /// Why it failed; `None` when it delivered every token.
-    pub error: Option<ErrorKind>,
+/// How requests are dispatched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dispatch {
+    /// `clients` clients send back to back until `requests` are sent.
+    Closed {
+        /// Clients at once.
+        clients: usize,
+        /// Requests in all.
+        requests: usize,
+    },
+    /// `clients` clients send back to back until `duration` has passed.
+    ClosedFor {
+        /// Clients at once.
+        clients: usize,
+        /// How long.
+        duration: Duration,
+    },
+    /// Every job at its own arrival time (`Job::at`), however many are in
+    /// flight.
+    Open,
 }
 
-/// A streamed chunk, as far as the engine reads it.
-#[derive(Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<serde::de::IgnoredAny>,
+/// Told how a load goes, for progress output (the caller's business: the
+/// engine prints nothing).
+pub trait Observer: Send + Sync {
+    /// A request finished; `done` have so far, of `total` (when known).
+    fn finished(&self, _done: usize, _total: Option<usize>) {}
+    /// A point finished.
+    fn point(&self, _point: &PointResult) {}
+    /// A round of a sweep starts (1-based).
+    fn round(&self, _round: usize, _rounds: usize) {}
 }
 
-#[derive(Deserialize)]
-struct ChunkChoice {
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    message: Option<Delta>,
-}
+/// An observer that says nothing.
+pub struct Quiet;
 
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
-}
+impl Observer for Quiet {}
 
-#[derive(Deserialize)]
-struct Usage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-}
-
-impl ChunkChoice {
-    fn has_content(&self) -> bool {
-        let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
-        self.delta.as_ref().is_some_and(|d| non_empty(&d.content))
-            || non_empty(&self.text)
-            || self.message.as_ref().is_some_and(|d| non_empty(&d.content))
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Sends one request and times it.
-pub async fn one_request(
-    client: &reqwest::Client,
+/// Runs `jobs` against `spec`'s endpoint as `dispatch` says; returns every
+/// record (in finishing order) and the wall time.
+pub async fn run(
     spec: &BenchSpec,
-    prompt: &str,
-) -> RequestRecord {
+    jobs: Arc<Vec<Job>>,
+    dispatch: Dispatch,
+    observer: Arc<dyn Observer>,
+) -> (Vec<RequestRecord>, Duration) {
+    let client = spec.client();
+    let spec = Arc::new(spec.clone());
     let started = Instant::now();
-    let mut rec = RequestRecord {
-        ttft_ms: None,
-        itl_ms: Vec::new(),
-        e2e_ms: 0.0,
-        input_tokens: None,
-        output_tokens: 0,
-        error: None,
-    };
-    let timeout = Duration::from_secs_f64(spec.request_timeout_s.max(0.001));
-    let outcome =
-        tokio::time::timeout(timeout, exchange(client, spec, prompt, started, &mut rec)).await;
-    rec.e2e_ms = ms(started.elapsed());
-    rec.error = match outcome {
-        Err(_) => Some(ErrorKind::Timeout),
-        Ok(Err(kind)) => Some(kind),
-        Ok(Ok(())) if rec.output_tokens != u64::from(spec.output_tokens) => {
-            Some(ErrorKind::WrongLength)
-        }
-        Ok(Ok(())) => None,
-    };
-    rec
-}
-
-async fn exchange(
-    client: &reqwest::Client,
-    spec: &BenchSpec,
-    prompt: &str,
-    started: Instant,
-    rec: &mut RequestRecord,
-) -> Result<(), ErrorKind> {
-    let resp = client
-        .post(format!("{}{}", spec.url, spec.endpoint.path()))
-        .json(&spec.body(prompt))
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_connect() {
-                ErrorKind::Connect
-            } else {
-                ErrorKind::Incomplete
-            }
-        })?;
-    let status = resp.status();
-    if !status.is_success() {
-        let _ = resp.bytes().await;
-        return Err(ErrorKind::Status(status.as_u16()));
-    }
-    if !spec.stream {
-        let body = resp.bytes().await.map_err(|_| ErrorKind::Incomplete)?;
-        let chunk: Chunk = serde_json::from_slice(&body).map_err(|_| ErrorKind::Incomplete)?;
-        if chunk.error.is_some() {
-            return Err(ErrorKind::ErrorEvent);
-        }
-        let usage = chunk.usage.ok_or(ErrorKind::Incomplete)?;
-        rec.input_tokens = usage.prompt_tokens;
-        rec.output_tokens = usage.completion_tokens.unwrap_or(0);
-        return Ok(());
-    }
-    let mut bytes = resp.bytes_stream();
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut last: Option<Duration> = None;
-    let mut content_chunks = 0u64;
-    let mut usage_tokens = None;
-    let mut done = false;
-    while let Some(piece) = bytes.next().await {
-        let piece = piece.map_err(|_| ErrorKind::Incomplete)?;
-        let at = started.elapsed();
-        buffer.extend_from_slice(&piece);
-        while let Some(end) = find_event_end(&buffer) {
-            let event: Vec<u8> = buffer.drain(..end).collect();
-            for line in event.split(|&b| b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let Some(data) = line.strip_prefix(b"data:") else {
-                    continue;
-                };
-                let data = data.strip_prefix(b" ").unwrap_or(data);
-                if data == b"[DONE]" {
-                    done = true;
-                    continue;
-                }
-                let chunk: Chunk =
-                    serde_json::from_slice(data).map_err(|_| ErrorKind::Incomplete)?;
-                if chunk.error.is_some() {
-                    return Err(ErrorKind::ErrorEvent);
-                }
-                if chunk.choices.first().is_some_and(ChunkChoice::has_content) {
-                    content_chunks += 1;
-                    match last {
-                        None => rec.ttft_ms = Some(ms(at)),
-                        Some(prev) => rec.itl_ms.push(ms(at - prev)),
-                    }
-                    last = Some(at);
-                }
-                if let Some(u) = chunk.usage {
-                    rec.input_tokens = u.prompt_tokens.or(rec.input_tokens);
-                    usage_tokens = u.completion_tokens.or(usage_tokens);
-                }
-            }
-        }
-    }
-    rec.output_tokens = usage_tokens.unwrap_or(content_chunks);
-    if done {
-        Ok(())
-    } else {
-        Err(ErrorKind::Incomplete)
-    }
-}
-
-/// The end (exclusive, separator included) of the first complete event.
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Runs one point: `concurrency` closed-loop clients until
-/// `spec.requests_per_point` requests are sent, with prompts from
-/// `prompts` starting at `prompt_offset`. Returns the aggregate and every
-/// record.
-pub async fn run_point(
-    client: &reqwest::Client,
-    spec: &BenchSpec,
-    prompts: &Arc<PromptSet>,
-    concurrency: usize,
-    prompt_offset: usize,
-) -> (PointResult, Vec<RequestRecord>) {
-    let total = spec.requests_per_point;
     let next = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
-    let spec_arc = Arc::new(spec.clone());
-    let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.max(1).min(total.max(1)) {
-        let (client, spec, prompts) = (client.clone(), spec_arc.clone(), prompts.clone());
-        let (next, finished) = (next.clone(), finished.clone());
-        set.spawn(async move {
-            let mut records = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= spec.requests_per_point {
-                    break;
-                }
-                records.push(one_request(&client, &spec, prompts.get(prompt_offset + i)).await);
-                finished.fetch_add(1, Ordering::Relaxed);
+    let total = match dispatch {
+        Dispatch::Closed { requests, .. } => Some(requests),
+        Dispatch::ClosedFor { .. } => None,
+        Dispatch::Open => Some(jobs.len()),
+    };
+    let record = {
+        let (finished, observer) = (finished.clone(), observer.clone());
+        move |mut rec: RequestRecord, sent: Instant| {
+            rec.sent_at_ms = (sent - started).as_secs_f64() * 1e3;
+            let done = finished.fetch_add(1, Ordering::Relaxed) + 1;
+            observer.finished(done, total);
+            rec
+        }
+    };
+    match dispatch {
+        Dispatch::Closed { clients, .. } | Dispatch::ClosedFor { clients, .. } => {
+            let (limit, deadline) = match dispatch {
+                Dispatch::Closed { requests, .. } => (requests, None),
+                Dispatch::ClosedFor { duration, .. } => (usize::MAX, Some(started + duration)),
+                Dispatch::Open => unreachable!(),
+            };
+            for _ in 0..clients.max(1) {
+                let (client, spec, jobs, next) =
+                    (client.clone(), spec.clone(), jobs.clone(), next.clone());
+                let record = record.clone();
+                set.spawn(async move {
+                    let mut records = Vec::new();
+                    loop {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= limit {
+                            break;
+                        }
+                        let job = &jobs[i % jobs.len()];
+                        let sent = Instant::now();
+                        for rec in spec.send(&client, job).await {
+                            records.push(record(rec, sent));
+                        }
+                    }
+                    records
+                });
             }
-            records
-        });
+        }
+        Dispatch::Open => {
+            for i in 0..jobs.len() {
+                let (client, spec, jobs) = (client.clone(), spec.clone(), jobs.clone());
+                let at = jobs[i].at.unwrap_or_default();
+                let record = record.clone();
+                tokio::time::sleep_until((started + at).into()).await;
+                set.spawn(async move {
+                    let sent = Instant::now();
+                    let records: Vec<RequestRecord> = spec.send(&client, &jobs[i]).await;
+                    records
+                        .into_iter()
+                        .map(|r| record(r, sent))
+                        .collect::<Vec<_>>()
+                });
+            }
+        }
     }
-    let ticker = spec.progress.then(|| {
-        let finished = finished.clone();
-        let tty = std::io::stderr().is_terminal();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let n = finished.load(Ordering::Relaxed);
-                if tty {
-                    eprint!("\rbench: concurrency {concurrency}: {n}/{total} requests …");
-                } else {
-                    eprintln!("bench: concurrency {concurrency}: {n}/{total} requests …");
-                }
-            }
-        })
-    });
-    let mut records = Vec::with_capacity(total);
+    let mut records = Vec::new();
     while let Some(joined) = set.join_next().await {
         records.extend(joined.unwrap_or_default());
     }
-    let duration = started.elapsed().as_secs_f64();
-    if let Some(t) = ticker {
-        t.abort();
-    }
-    let point = PointResult::aggregate(concurrency, &records, duration);
-    if spec.progress {
-        let clear = if std::io::stderr().is_terminal() {
-            "\r\x1b[2K"
-        } else {
-            ""
-        };
-        eprintln!(
-            "{clear}bench: concurrency {concurrency}: {}/{} ok in {:.2} s, {:.1} req/s, {:.0} tok/s, TTFT p50 {:.2} ms, ITL p50 {:.2} ms{}",
-            point.completed,
-            point.requests,
-            point.duration_s,
-            point.request_rate,
-            point.output_token_rate,
-            point.ttft_ms.p50,
-            point.itl_ms.p50,
-            if point.errors.is_empty() { String::new() } else { format!(", errors {:?}", point.errors) }
-        );
-    }
+    (records, started.elapsed())
+}
+
+/// One closed-loop point: `concurrency` clients until
+/// `spec.requests_per_point` requests are sent, with the jobs of
+/// `workload` starting at `offset`. Returns the aggregate and every record.
+pub async fn run_point(
+    spec: &BenchSpec,
+    workload: &Workload,
+    concurrency: usize,
+    offset: usize,
+    observer: Arc<dyn Observer>,
+) -> (PointResult, Vec<RequestRecord>) {
+    let jobs = Arc::new(workload.jobs(offset, spec.requests_per_point));
+    let (records, took) = run(
+        spec,
+        jobs,
+        Dispatch::Closed {
+            clients: concurrency,
+            requests: spec.requests_per_point,
+        },
+        observer.clone(),
+    )
+    .await;
+    let point = PointResult::aggregate(concurrency, &records, took.as_secs_f64());
+    observer.point(&point);
     (point, records)
 }
 
-/// Runs every point of `spec`, round after round, each request with a
-/// prompt of its own (round `r`, point `k` starts at prompt
+/// Runs every point of `spec`, round after round, each request with a job
+/// of its own (round `r`, point `k` starts at job
 /// `(r * points + k) * requests_per_point`). With more than one round a
-/// point's result aggregates every round's requests and keeps each
-/// round's own result in [`PointResult::rounds`].
-pub async fn sweep(spec: &BenchSpec, prompts: &Arc<PromptSet>) -> anyhow::Result<Vec<PointResult>> {
-    let client = spec.client()?;
+/// point's result aggregates every round's requests and keeps each round's
+/// own result in [`PointResult::rounds`].
+pub async fn sweep(
+    spec: &BenchSpec,
+    workload: &Workload,
+    observer: Arc<dyn Observer>,
+) -> Vec<PointResult> {
     let rounds = spec.rounds.max(1);
     let points = spec.concurrencies.len();
     let mut records: Vec<Vec<RequestRecord>> = vec![Vec::new(); points];
     let mut per_round: Vec<Vec<PointResult>> = vec![Vec::new(); points];
     for round in 0..rounds {
-        if rounds > 1 && spec.progress {
-            eprintln!("bench: round {}/{rounds}", round + 1);
+        if rounds > 1 {
+            observer.round(round + 1, rounds);
         }
         for (k, &c) in spec.concurrencies.iter().enumerate() {
             let offset = (round * points + k) * spec.requests_per_point;
-            let (point, recs) = run_point(&client, spec, prompts, c, offset).await;
+            let (point, recs) = run_point(spec, workload, c, offset, observer.clone()).await;
             per_round[k].push(point);
             records[k].extend(recs);
         }
     }
-    Ok(spec
-        .concurrencies
+    spec.concurrencies
         .iter()
         .zip(per_round)
         .zip(records)
@@ -480,7 +337,7 @@ pub async fn sweep(spec: &BenchSpec, prompts: &Arc<PromptSet>) -> anyhow::Result
                 ..PointResult::aggregate(c, &records, duration)
             }
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -490,7 +347,8 @@ mod tests {
     #[test]
     fn body_forces_the_output_length_and_asks_for_usage() {
         let spec = BenchSpec::new("http://127.0.0.1:1/", "tiny");
-        let body = spec.body("hello");
+        let job = Job::prompt("hello");
+        let body = spec.body(&job);
         assert_eq!(spec.url, "http://127.0.0.1:1");
         assert_eq!(body["messages"][0]["content"], "hello");
         assert_eq!(body["max_tokens"], 32);
@@ -501,21 +359,24 @@ mod tests {
         let mut unary = spec.clone();
         unary.stream = false;
         unary.endpoint = Endpoint::Completions;
-        let body = unary.body("x");
-        assert_eq!(body["prompt"], "x");
+        let body = unary.body(&Job {
+            output_tokens: Some(7),
+            ..Job::prompt("x")
+        });
+        assert_eq!(
+            (body["prompt"].as_str(), body["max_tokens"].as_u64()),
+            (Some("x"), Some(7))
+        );
         assert!(body.get("stream_options").is_none());
-    }
-
-    #[test]
-    fn event_ends() {
-        assert_eq!(find_event_end(b"data: a\n\ndata: b"), Some(9));
-        assert_eq!(find_event_end(b"data: a\r\n\r\n"), Some(11));
-        assert_eq!(find_event_end(b"data: a\n"), None);
-    }
-
-    #[test]
-    fn error_kinds_name_themselves() {
-        assert_eq!(ErrorKind::Status(503).to_string(), "status_503");
-        assert_eq!(ErrorKind::WrongLength.to_string(), "wrong_length");
+        let conversation = Job::conversation(vec!["a".into(), "b".into()]).up_to(1, &["A".into()]);
+        let body = spec.body(&conversation);
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "A"},
+                {"role": "user", "content": "b"}
+            ])
+        );
     }
 }

@@ -1,37 +1,42 @@
-//! The bench load generator: a pure HTTP client of an OpenAI-compatible
-//! endpoint. It sweeps concurrency with prompts of an exact input token
-//! count and a fixed output length, records per request the time to first
-//! token, the inter-token latencies, the end-to-end latency, the output
-//! tokens and the error kind, and aggregates them per point (mean, p50, p90,
-//! p99, requests/s, output tokens/s, errors by kind).
+//! The one client stack: the OpenAI client and its server-sent-events
+//! parser, the load generator (bench sweeps and the fault tier's load
+//! companion alike), workloads and prompts, per-point statistics, results
+//! files, charts, comparisons, and a loopback SSE server with configured
+//! delays that measures the generator itself.
 //!
-//! Around it: the results of a run (`results.json`, `results.csv`, charts in
-//! PNG and SVG), the comparison of two runs against a regression threshold,
-//! and a loopback SSE server with configured delays that measures the
-//! generator itself.
-//!
-//! It knows no Dynamo: the tokenizer that counts prompt tokens and the URL
-//! to load are given by the caller.
+//! It is a pure HTTP client: it knows no process and no Dynamo; the URL to
+//! load, the tokenizer that counts prompt tokens and where the numbers came
+//! from are given by the caller.
 
 pub mod charts;
+pub mod client;
+pub mod companion;
 pub mod compare;
 pub mod engine;
+pub mod loopback;
 pub mod prompts;
+pub mod request;
 pub mod results;
 pub mod sse;
 pub mod stats;
+pub mod workload;
 
+pub use client::{Answer, ConnectionMode, OpenAiClient, PendingRequest, Stream};
+pub use companion::{Load, LoadReport, LoadSpec};
 pub use compare::{compare, Comparison, MetricDelta};
-pub use engine::{run_point, sweep, BenchSpec, ConnectionMode, Endpoint, ErrorKind, RequestRecord};
+pub use engine::{run, run_point, sweep, BenchSpec, Dispatch, Endpoint, Observer, Quiet};
+pub use loopback::{LoopbackSseServer, SseServerConfig};
 pub use prompts::{CountWith, PromptSet, TokenCounter};
-pub use results::{BenchResults, HostInfo};
-pub use sse::{LoopbackSseServer, SseServerConfig};
+pub use request::{ErrorKind, RequestRecord};
+pub use results::{BenchResults, HostInfo, Provenance};
 pub use stats::{PointResult, Summary};
+pub use workload::{Job, Workload};
 
 #[cfg(test)]
 mod testdata {
-    use crate::engine::{BenchSpec, RequestRecord};
-    use crate::results::BenchResults;
+    use crate::engine::BenchSpec;
+    use crate::request::RequestRecord;
+    use crate::results::{BenchResults, Provenance};
     use crate::stats::PointResult;
 
     /// Results of a made-up sweep.
@@ -47,6 +52,7 @@ mod testdata {
                         input_tokens: Some(130),
                         output_tokens: 8,
                         error: None,
+                        ..RequestRecord::default()
                     })
                     .collect();
                 PointResult::aggregate(c, &records, 0.05 * scale * (20.0 / c as f64).max(1.0))
@@ -57,6 +63,7 @@ mod testdata {
             BenchSpec::new("http://x", "tiny"),
             "synthetic",
             points,
+            Provenance::default(),
         )
     }
 }

@@ -1,7 +1,8 @@
-//! Prompts of an exact input token count, as the caller's tokenizer counts
-//! them: generated words, cut by binary search and padded one letter at a
-//! time until the count is exact. Deterministic per seed, distinct per
-//! prompt, so that prefix caches see no shared prefix beyond chance.
+//! The one prompt generator: made-up words from a seed ([`words`]), and
+//! prompts of an exact input token count as the caller's tokenizer counts
+//! them ([`exact_prompt`]): words cut by binary search and padded one letter
+//! at a time until the count is exact. Deterministic per seed, distinct per
+//! seed, so that prefix caches see no shared prefix beyond chance.
 
 /// Counts the tokens of a text (no special tokens added).
 pub trait TokenCounter {
@@ -89,6 +90,12 @@ impl Rng {
     }
 }
 
+/// `n` made-up words from `seed`, separated by spaces.
+pub fn words(seed: u64, n: usize) -> String {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.word()).collect::<Vec<_>>().join(" ")
+}
+
 /// One prompt of exactly `target` tokens.
 pub fn exact_prompt(
     counter: &dyn TokenCounter,
@@ -101,10 +108,10 @@ pub fn exact_prompt(
     for attempt in 0..16u64 {
         let mut rng = Rng::new(seed.wrapping_add(attempt.wrapping_mul(0x1000_0000)));
         // Enough words to exceed the target (a word is at least one token).
-        let words: Vec<String> = (0..target + 1).map(|_| rng.word()).collect();
-        let text = |k: usize| words[..k].join(" ");
+        let pool: Vec<String> = (0..target + 1).map(|_| rng.word()).collect();
+        let text = |k: usize| pool[..k].join(" ");
         // The longest prefix of words that stays within the target.
-        let (mut lo, mut hi) = (0usize, words.len());
+        let (mut lo, mut hi) = (0usize, pool.len());
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             if counter.count(&text(mid))? <= target {
@@ -169,6 +176,17 @@ mod tests {
         let set = PromptSet::generate(&chars(), 33, 3, 1).unwrap();
         assert!(set.prompts.iter().all(|p| p.chars().count() == 33));
         assert_eq!(set.get(4), set.prompts[1]);
+    }
+
+    #[test]
+    fn words_are_deterministic_per_seed_and_differ_between_seeds() {
+        assert_eq!(words(7, 20), words(7, 20));
+        assert_ne!(words(7, 20), words(8, 20));
+        assert_eq!(words(7, 20).split(' ').count(), 20);
+        assert!(
+            words(7, 30).starts_with(&words(7, 20)),
+            "more words extend the same text"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::stats::PointResult;
 pub const SCHEMA: u32 = 1;
 
 /// The machine the run ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
     /// Host name.
     pub hostname: String,
@@ -30,65 +30,15 @@ pub struct HostInfo {
     pub kernel: String,
 }
 
-impl HostInfo {
-    /// Reads this machine's facts (empty or zero where unknown).
-    pub fn capture() -> HostInfo {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let meminfo = read("/proc/meminfo");
-        let cpuinfo = read("/proc/cpuinfo");
-        HostInfo {
-            hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_model: cpuinfo
-                .lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-                .unwrap_or_default(),
-            memory_bytes: parse_meminfo_total(&meminfo).unwrap_or(0),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-        }
-    }
-}
-
-/// `MemTotal:  24000000 kB` → bytes.
-pub fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The git revision of `repo` (`git rev-parse HEAD`), with `-dirty` when
-/// tracked files differ from it; `None` outside a git checkout.
-pub fn git_revision(repo: &Path) -> Option<String> {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(repo)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    };
-    let head = git(&["rev-parse", "HEAD"])?;
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{head}-dirty") } else { head })
-}
-
-/// Every pinned version, by name (`ai-dynamo`, `nats-server`, …).
-pub fn pin_versions(pins: &testbed_harness::Pins) -> BTreeMap<String, String> {
-    [
-        ("nats-server", &pins.nats_server.version),
-        ("etcd", &pins.etcd.version),
-        ("python", &pins.python.version),
-        ("uv", &pins.uv.version),
-        ("ai-dynamo", &pins.dynamo.version),
-        ("vllm", &pins.vllm.version),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.clone()))
-    .collect()
+/// Where the numbers of a run came from, as its caller records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The testbed's git revision.
+    pub git_revision: Option<String>,
+    /// The pinned versions (`nix/pins.toml`), by name.
+    pub pins: BTreeMap<String, String>,
+    /// The machine.
+    pub host: HostInfo,
 }
 
 /// One run: what was measured, where, and the points.
@@ -116,15 +66,14 @@ pub struct BenchResults {
 }
 
 impl BenchResults {
-    /// Results of `points` measured by `spec` now, on this host, with the
-    /// repository's revision and pins.
+    /// Results of `points` measured by `spec` now, where `provenance` says.
     pub fn new(
         run_id: &str,
         spec: BenchSpec,
         topology: &str,
         points: Vec<PointResult>,
+        provenance: Provenance,
     ) -> BenchResults {
-        let layout = testbed_harness::Layout::from_env();
         BenchResults {
             schema: SCHEMA,
             run_id: run_id.to_owned(),
@@ -133,11 +82,9 @@ impl BenchResults {
                 .map_or(0, |d| d.as_secs()),
             spec,
             topology: topology.to_owned(),
-            git_revision: git_revision(&layout.repo_root),
-            pins: testbed_harness::Pins::from_repo()
-                .map(|p| pin_versions(&p))
-                .unwrap_or_default(),
-            host: HostInfo::capture(),
+            git_revision: provenance.git_revision,
+            pins: provenance.pins,
+            host: provenance.host,
             points,
         }
     }
@@ -245,25 +192,5 @@ impl BenchResults {
             );
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn meminfo_total_in_bytes() {
-        assert_eq!(
-            parse_meminfo_total("MemTotal:       24555412 kB\nMemFree: 1 kB\n"),
-            Some(24555412 * 1024)
-        );
-        assert_eq!(parse_meminfo_total("nothing"), None);
-    }
-
-    #[test]
-    fn host_info_of_this_machine() {
-        let h = HostInfo::capture();
-        assert!(h.cores >= 1 && h.memory_bytes > 0, "{h:?}");
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::RequestRecord;
+use crate::request::RequestRecord;
 
 /// A latency distribution, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ impl PointResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ErrorKind;
+    use crate::request::ErrorKind;
 
     #[test]
     fn percentiles_are_nearest_rank() {
@@ -168,6 +168,7 @@ mod tests {
             input_tokens: Some(10),
             output_tokens: 3,
             error: None,
+            ..RequestRecord::default()
         };
         let bad = RequestRecord {
             error: Some(ErrorKind::Status(503)),

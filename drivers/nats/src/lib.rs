@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use testbed_harness::shared::Started;
 use testbed_harness::{
-    retry_on_port_conflict, ManagedProcess, Pins, PortLease, Probe, ProcessError, ProcessSpec,
-    TestContext, Tool,
+    retry_on_port_conflict, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec,
+    TestContext,
 };
 
 /// How long a fresh server may take to accept a client (it takes ~12 ms).
@@ -52,7 +53,9 @@ impl NatsServer {
         Self::start_with(dir, name, mode, None).await
     }
 
-    async fn start_with(
+    /// Starts a server called `name` in `dir`; with `shared_state`, a
+    /// shared thing's server (see `testbed_harness::shared`).
+    pub async fn start_with(
         dir: &Path,
         name: &str,
         mode: NatsMode,
@@ -82,7 +85,9 @@ impl NatsServer {
         let mut spec = ProcessSpec::new(&self.name, &self.binary, &self.log_dir)
             .args(["-a", "127.0.0.1", "-p", &self.port.port().to_string()])
             .stop_grace(Duration::from_secs(5));
-        spec.shared_state = self.shared_state.clone();
+        if let Some(state) = &self.shared_state {
+            spec = spec.shared(state);
+        }
         if self.mode == NatsMode::JetStream {
             spec = spec.arg("-js").arg("-sd").arg(&self.store_dir);
         }
@@ -197,28 +202,31 @@ impl NatsServer {
         self.process.as_mut()
     }
 
+    /// Lets a shared stack's server outlive this handle; its group, if it
+    /// runs.
+    pub fn detach(&mut self) -> Option<testbed_harness::ProcessGroup> {
+        self.process.as_mut().map(ManagedProcess::detach)
+    }
+
     /// The JetStream store folder.
     pub fn store_dir(&self) -> &Path {
         &self.store_dir
     }
 }
 
-/// A NATS server shared by the tests of a run: the one `cargo xtask` started
-/// (`NATS_SERVER` is set), or one started on first use and stopped by its
-/// last user. Tests that share it keep their subjects apart with
+/// A NATS server (JetStream enabled) shared by the tests of a run: started
+/// by the first user (or held by `cargo xtask` for the whole tier) and
+/// stopped by the last. Tests that share it keep their subjects apart with
 /// [`TestContext::namespace`].
 #[derive(Debug)]
 pub struct SharedNats {
     url: String,
-    _lease: Option<testbed_harness::shared::SharedLease>,
+    _lease: testbed_harness::shared::SharedLease,
 }
 
 impl SharedNats {
-    /// Joins (or starts) the run's shared JetStream-enabled server.
+    /// Joins (or starts) the run's shared server.
     pub async fn acquire() -> anyhow::Result<SharedNats> {
-        if let Ok(url) = std::env::var("NATS_SERVER") {
-            return Ok(SharedNats { url, _lease: None });
-        }
         let (url, lease) = testbed_harness::shared::acquire("nats", |start| async move {
             let mut server = NatsServer::start_with(
                 &start.dir,
@@ -228,17 +236,14 @@ impl SharedNats {
             )
             .await?;
             let url = server.url();
-            let process = server
-                .process
-                .take()
-                .expect("a started server has a process");
-            Ok((process.detach(), url))
+            Ok(Started {
+                stop_grace: Duration::from_secs(5),
+                groups: server.detach().into_iter().collect(),
+                value: url,
+            })
         })
         .await?;
-        Ok(SharedNats {
-            url,
-            _lease: Some(lease),
-        })
+        Ok(SharedNats { url, _lease: lease })
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -256,5 +261,5 @@ impl SharedNats {
 
 /// Finds the nats-server binary the pins name.
 pub fn locate() -> anyhow::Result<testbed_harness::tool::FoundTool> {
-    Tool::for_service(&Pins::from_repo()?.nats_server).locate()
+    testbed_harness::tool::locate("nats-server")
 }

@@ -4,12 +4,11 @@
 # into a real (never built) derivation, so that evaluating the flake against
 # it instantiates every output's .drv: missing arguments, misspelt
 # attributes, values a derivation cannot carry, malformed hashes and store
-# names all fail here as they would against nixpkgs. Versions are made up,
-# except that nats-server and etcd deliberately differ from nix/pins.toml to
-# exercise the Debian fallback.
+# names all fail here as they would against nixpkgs. Versions are made up
+# (the pinned tools come from their wheels, never from here).
 { system ? "x86_64-linux", overlays ? [ ], config ? { } }:
 let
-  inherit (builtins) derivation foldl' functionArgs intersectAttrs isFunction isPath pathExists removeAttrs;
+  inherit (builtins) derivation foldl' functionArgs intersectAttrs isFunction removeAttrs;
 
   mkDrv = attrs:
     let
@@ -58,23 +57,13 @@ let
       });
     runCommand = name: env: script: mkDrv (env // { inherit name; buildCommand = script; });
 
-    makeRustPlatform = { cargo, rustc }: {
-      buildRustPackage = attrs:
-        assert (attrs ? cargoLock && pathExists attrs.cargoLock.lockFile) || attrs ? cargoHash
-          || throw "buildRustPackage ${attrs.pname}: cargoLock.lockFile missing";
-        assert isPath attrs.cargoLock.lockFile || throw "cargoLock.lockFile must be a path";
-        mkDrv (attrs // { nativeBuildInputs = [ cargo rustc ] ++ (attrs.nativeBuildInputs or [ ]); });
-    };
-
     autoPatchelfHook = pkg "auto-patchelf-hook" "0";
-    dpkg = pkg "dpkg" "1.22.11";
+    makeWrapper = pkg "make-shell-wrapper-hook" "0";
     unzip = pkg "unzip" "6.0";
     zlib = pkg "zlib" "1.3.1";
-    protobuf = pkg "protobuf" "32.1";
+    git = pkg "git" "2.51.0";
     cargo-nextest = pkg "cargo-nextest" "0.9.110";
     nixfmt = pkg "nixfmt" "1.0.0";
-    nats-server = pkg "nats-server" "2.12.1";
-    etcd = pkg "etcd" "3.5.24";
 
     python311 =
       let drv = pkg "python3" "3.11.14";

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::json;
 use testbed_dynamo::{metrics, Metrics, RouterMode, Topology};
+use testbed_harness::poll::{check, Poll};
 use testbed_harness::run_test;
 
 use crate::{vllm_topology, MODEL};
@@ -54,22 +55,19 @@ fn client_disconnects_cancel_the_request_in_vllm() {
 
 /// Waits until vLLM runs `n` requests.
 async fn wait_running(t: &Topology, n: f64) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let m = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-        if m.value("vllm:num_requests_running", &[]) == n {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "vLLM never reported {n} running request(s); the worker's vllm metrics: {:?}",
-            m.names()
-                .into_iter()
-                .filter(|n| n.starts_with("vllm"))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = t.workers[0].metrics_url();
+    Poll::new(format!("vLLM running {n} request(s)"))
+        .timeout(Duration::from_secs(30))
+        .every(Duration::from_millis(50))
+        .until(|| async {
+            let running = Metrics::scrape(&url)
+                .await?
+                .value("vllm:num_requests_running", &[]);
+            Ok(check(running == n, || {
+                format!("vllm:num_requests_running {running}")
+            }))
+        })
+        .await
 }
 
 /// Waits until vLLM runs nothing and the worker counted a cancellation;
@@ -77,23 +75,25 @@ async fn wait_running(t: &Topology, n: f64) -> anyhow::Result<()> {
 async fn assert_cancelled(t: &Topology, before: &Metrics, what: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     let url = t.workers[0].metrics_url();
-    loop {
-        let m = Metrics::scrape(&url).await?;
-        let running = m.value("vllm:num_requests_running", &[]);
-        let cancelled = metrics::delta(before, &m, "dynamo_component_cancellation_total", &[]);
-        if running == 0.0 && cancelled >= 1.0 {
-            println!("{what}: cancelled after {:?}", started.elapsed());
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what}: the disconnect did not cancel the request within 10 s: vllm:num_requests_running {running}, dynamo_component_cancellation_total +{cancelled}\n\
-             the frontend's disconnect and cancellation lines:\n{}\nthe worker's:\n{}",
+    let waited = Poll::new(format!("{what}: the disconnect cancelling the request"))
+        .every(Duration::from_millis(50))
+        .until(|| async {
+            let m = Metrics::scrape(&url).await?;
+            let running = m.value("vllm:num_requests_running", &[]);
+            let cancelled = metrics::delta(before, &m, "dynamo_component_cancellation_total", &[]);
+            Ok(check(running == 0.0 && cancelled >= 1.0, || {
+                format!("vllm:num_requests_running {running}, dynamo_component_cancellation_total +{cancelled}")
+            }))
+        })
+        .await;
+    if let Err(e) = waited {
+        anyhow::bail!(
+            "{e:#}\nthe frontend's disconnect and cancellation lines:\n{}\nthe worker's:\n{}",
             cancellation_lines(&t.frontend.log()),
             cancellation_lines(t.workers[0].process_ref().log_path()),
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("{what}: cancelled after {:?}", started.elapsed());
     // A request that was not cancelled would keep adding tokens until
     // MAX_TOKENS.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -4,14 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::json;
 use testbed_dynamo::{
-    DiscoveryKind, EventPlaneKind, Metrics, OpenAiClient, RouterMode, Topology, TopologyBuilder,
-    WorkerSpec,
+    DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, Topology, TopologyBuilder, WorkerSpec,
 };
 use testbed_harness::run_test;
-use testbed_tests::{assert_cancelled, ok, text_of};
+use testbed_tests::{assert_cancelled, disconnect_mid_stream, ok, text_of, Before};
 
 const MODEL: &str = "tiny";
 const CHAT: &str = "/v1/chat/completions";
@@ -129,23 +127,12 @@ async fn determinism(client: &OpenAiClient) -> anyhow::Result<()> {
 }
 
 async fn cancellation(t: &Topology) -> anyhow::Result<()> {
-    let frontend_before = Metrics::scrape(&t.frontend.metrics_url()).await?;
-    let worker_before = Metrics::scrape(&t.workers[0].metrics_url()).await?;
-    let http = reqwest::Client::builder().no_proxy().build()?;
-    let resp = http
-        .post(format!("{}{COMPLETIONS}", t.frontend.url()))
-        .json(
-            &json!({"model": MODEL, "prompt": "a very long story", "max_tokens": 400,
-                      "ignore_eos": true, "stream": true}),
-        )
-        .send()
-        .await?;
-    assert_eq!(resp.status(), 200);
-    let mut bytes = resp.bytes_stream();
-    let first = tokio::time::timeout(Duration::from_secs(30), bytes.next()).await?;
-    assert!(first.is_some(), "the stream started");
-    // Go away only once the worker is generating.
-    t.busy_worker(Duration::from_secs(30)).await?;
-    drop(bytes);
-    assert_cancelled(t, &frontend_before, &worker_before).await
+    let before = Before::scrape(&t.frontend.metrics_url(), &t.workers[0].metrics_url()).await?;
+    let body = json!({"model": MODEL, "prompt": "a very long story", "max_tokens": 400,
+                      "ignore_eos": true});
+    disconnect_mid_stream(&t.client(), COMPLETIONS, body, || async {
+        t.busy_worker(Duration::from_secs(30)).await.map(drop)
+    })
+    .await?;
+    assert_cancelled(&before).await
 }

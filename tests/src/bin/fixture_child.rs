@@ -40,7 +40,9 @@ async fn main() {
                     .arg("sleep 600 & echo grandchild $!; wait"),
             )
             .expect("spawn the tree");
-            let grandchild = wait_for_grandchild(&tree).await;
+            let grandchild = testbed_tests::grandchild_of(tree.log_path())
+                .await
+                .expect("the tree announces its grandchild");
             println!("pids {} {grandchild}", tree.pid());
             std::io::stdout().flush().unwrap();
             if mode == "panic" {
@@ -65,15 +67,4 @@ async fn main() {
             std::process::exit(2);
         }
     }
-}
-
-async fn wait_for_grandchild(tree: &ManagedProcess) -> u32 {
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(tree.log_path()).unwrap_or_default();
-        if let Some(pid) = text.lines().find_map(|l| l.strip_prefix("grandchild ")) {
-            return pid.trim().parse().expect("pid");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the tree never printed its grandchild's pid");
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use testbed_dynamo::{DiscoveryKind, EventPlaneKind, RouterMode, TopologyBuilder};
+use testbed_dynamo::TopologyBuilder;
 use testbed_harness::TestContext;
 
-use crate::flags::{DiscoveryArg, EventPlaneArg, RouterModeArg, TopologyArg, UpFlags};
+use crate::flags::{Shape, UpFlags};
 
 /// Starts the stack, prints how to reach it, waits, stops it.
 pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
@@ -15,32 +15,16 @@ pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
         .build()?;
     runtime.block_on(async {
         let ctx = TestContext::new("up")?;
-        let mode = match flags.router_mode {
-            RouterModeArg::Kv => RouterMode::Kv,
-            RouterModeArg::RoundRobin => RouterMode::RoundRobin,
-            RouterModeArg::Random => RouterMode::Random,
-        };
-        let mut builder = match flags.topology {
-            TopologyArg::Agg => TopologyBuilder::routed(1, mode),
-            TopologyArg::Routed => TopologyBuilder::routed(flags.workers.max(1), mode),
-            TopologyArg::Disagg => {
-                let mut b = TopologyBuilder::disaggregated();
-                b.frontend.router_mode = mode;
-                b
-            }
-        };
-        builder = builder
-            .discovery(match flags.discovery {
-                DiscoveryArg::Etcd => DiscoveryKind::Etcd,
-                DiscoveryArg::File => DiscoveryKind::File,
-            })
-            .event_plane(match flags.event_plane {
-                EventPlaneArg::Nats => EventPlaneKind::NatsCore,
-                EventPlaneArg::Jetstream => EventPlaneKind::NatsJetStream,
-                EventPlaneArg::Zmq => EventPlaneKind::Zmq,
-            });
-        builder = builder.speedup(flags.speedup_ratio);
-        println!("up: starting {:?} with {} worker(s) …", flags.topology, builder.workers);
+        let mode = flags.router_mode;
+        let builder = match flags.topology {
+            Shape::Agg => TopologyBuilder::routed(1, mode),
+            Shape::Routed => TopologyBuilder::routed(flags.workers.max(1), mode),
+            Shape::Disagg => TopologyBuilder::disaggregated().router_mode(mode),
+        }
+        .discovery(flags.discovery)
+        .event_plane(flags.event_plane);
+        let builder = builder.speedup(flags.speedup_ratio);
+        println!("up: starting {:?} with {} worker(s) …", flags.topology, builder.worker_count());
         let topology = builder.start(&ctx).await?;
         let url = topology.frontend.url().to_owned();
         println!("\nup: ready. The model `{}` is served at {url}", topology.model_name());

@@ -1,12 +1,44 @@
-//! An OpenAI-compatible client for the frontend: chat and completions,
-//! streaming (SSE, with per-event arrival times) or not, and the raw
-//! request for error-contract tests.
+//! The one OpenAI-compatible client: chat and completions, streaming (SSE,
+//! with per-event arrival times) or not, the raw request for
+//! error-contract tests, and the request a client abandons. Every request
+//! goes out on a fresh connection with `TCP_NODELAY` unless asked
+//! otherwise (see [`ConnectionMode`]).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+use crate::sse::SseParser;
+
+/// How requests use connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionMode {
+    /// A new connection per request (the default): Dynamo 1.6.1's HTTP
+    /// listener does not set `TCP_NODELAY`, and sequential streams on one
+    /// reused keep-alive connection stall ~40 ms each (Nagle plus delayed
+    /// ACK), which would be measured as latency of the server.
+    #[default]
+    FreshPerRequest,
+    /// Reuse idle keep-alive connections from a pool.
+    KeepAlive,
+}
+
+/// The HTTP client every request of the testbed goes through: no proxy,
+/// `TCP_NODELAY`, connections per `mode`.
+pub fn http_client(mode: ConnectionMode, timeout: Option<Duration>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
+    if mode == ConnectionMode::FreshPerRequest {
+        b = b.pool_max_idle_per_host(0);
+    }
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build().expect("build the HTTP client")
+}
 
 /// A client of one frontend.
 #[derive(Debug, Clone)]
@@ -123,22 +155,49 @@ impl PendingRequest {
     }
 }
 
+/// A streaming request whose events are read one at a time, so that the
+/// client can go away mid-stream ([`LiveStream::abandon`], or drop it).
+pub struct LiveStream {
+    /// HTTP status.
+    pub status: u16,
+    response: reqwest::Response,
+    parser: SseParser,
+    pending: std::collections::VecDeque<String>,
+}
+
+impl LiveStream {
+    /// The next event's data, waiting up to `timeout`; `None` when the
+    /// stream ended.
+    pub async fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Option<String>> {
+        loop {
+            if let Some(data) = self.pending.pop_front() {
+                return Ok(Some(data));
+            }
+            let chunk = tokio::time::timeout(timeout, self.response.chunk())
+                .await
+                .with_context(|| format!("no event within {timeout:?}"))?
+                .context("reading the event stream")?;
+            match chunk {
+                None => return Ok(None),
+                Some(chunk) => self.pending.extend(self.parser.push(&chunk)),
+            }
+        }
+    }
+
+    /// Goes away: the connection (one of its own) closes.
+    pub fn abandon(self) {}
+}
+
 impl OpenAiClient {
-    /// A client of the frontend at `base` (`http://127.0.0.1:PORT`).
+    /// A client of the frontend at `base` (`http://127.0.0.1:PORT`), with a
+    /// fresh connection per request and a 60 s timeout.
     pub fn new(base: impl Into<String>) -> OpenAiClient {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            // A fresh connection per request: Dynamo's HTTP listener does not
-            // set TCP_NODELAY, and a reused keep-alive connection stalls
-            // ~40 ms per streamed response (Nagle plus delayed ACK).
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("build the HTTP client");
         OpenAiClient {
-            base: base.into(),
-            http,
+            base: base.into().trim_end_matches('/').to_owned(),
+            http: http_client(
+                ConnectionMode::FreshPerRequest,
+                Some(Duration::from_secs(60)),
+            ),
         }
     }
 
@@ -239,6 +298,26 @@ impl OpenAiClient {
         .await
     }
 
+    /// POSTs `body` (with `"stream": true` and usage added) to `path` and
+    /// returns the stream unread.
+    pub async fn open_stream(&self, path: &str, mut body: Value) -> anyhow::Result<LiveStream> {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path} (stream)"))?;
+        Ok(LiveStream {
+            status: resp.status().as_u16(),
+            response: resp,
+            parser: SseParser::new(),
+            pending: Default::default(),
+        })
+    }
+
     /// POSTs `body` (with `"stream": true` added) to `path` and collects the
     /// server-sent events.
     pub async fn stream(&self, path: &str, mut body: Value) -> anyhow::Result<Stream> {
@@ -254,25 +333,17 @@ impl OpenAiClient {
             .with_context(|| format!("POST {path} (stream)"))?;
         let status = resp.status().as_u16();
         let mut bytes = resp.bytes_stream();
-        let mut buffer = String::new();
+        let mut parser = SseParser::new();
         let mut events = Vec::new();
         while let Some(chunk) = bytes.next().await {
             let chunk = chunk.context("reading the event stream")?;
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let block: String = buffer.drain(..end + 2).collect();
-                let data: Vec<&str> = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if !data.is_empty() {
-                    events.push(SseEvent {
-                        data: data.join("\n"),
-                        at: started.elapsed(),
-                    });
-                }
-            }
+            let at = started.elapsed();
+            events.extend(
+                parser
+                    .push(&chunk)
+                    .into_iter()
+                    .map(|data| SseEvent { data, at }),
+            );
         }
         Ok(Stream { status, events })
     }

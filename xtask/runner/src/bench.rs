@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use testbed_dynamo::{RouterMode, TinyModel, TopologyBuilder};
+use testbed_dynamo::{TinyModel, TopologyBuilder};
 use testbed_harness::{Layout, RunId, TestContext};
-use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint, PromptSet};
+use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint, PromptSet, Workload};
 
-use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags, RouterModeArg};
+use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags};
 
 /// Runs the subcommand; the exit code is 1 when `compare` finds a
 /// regression.
@@ -48,7 +48,7 @@ fn compare(flags: &BenchCompareFlags) -> anyhow::Result<i32> {
     let cmp =
         testbed_load::compare::compare_with_floor(&old, &new, flags.threshold, flags.min_delta_ms);
     print!("{}", cmp.table());
-    Ok(if cmp.regressions().is_empty() { 0 } else { 1 })
+    Ok(if cmp.regressions().is_empty() { 0 } else { 4 })
 }
 
 fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
@@ -70,7 +70,6 @@ fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
         } else {
             ConnectionMode::FreshPerRequest
         },
-        progress: true,
         ..BenchSpec::new(url, &flags.model)
     }
 }
@@ -96,7 +95,12 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
         "bench: making {prompt_count} prompts of exactly {} tokens …",
         flags.isl
     );
-    let prompts = Arc::new(PromptSet::generate(&tokenizer, flags.isl, prompt_count, 1)?);
+    let workload = Workload::Prompts(Arc::new(PromptSet::generate(
+        &tokenizer,
+        flags.isl,
+        prompt_count,
+        1,
+    )?));
     // One thread: the load generator measures on one core and leaves the
     // others to the deployment.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -110,21 +114,15 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             Some(url) => (url.clone(), format!("existing deployment at {url}")),
             None => {
                 ctx = TestContext::new("bench")?;
-                let mode = match flags.router_mode {
-                    RouterModeArg::Kv => RouterMode::Kv,
-                    RouterModeArg::RoundRobin => RouterMode::RoundRobin,
-                    RouterModeArg::Random => RouterMode::Random,
-                };
-                let mut builder = TopologyBuilder::routed(flags.workers.max(1), mode)
-                    .speedup(flags.speedup_ratio);
-                builder.model_name = flags.model.clone();
+                let builder = TopologyBuilder::routed(flags.workers.max(1), flags.router_mode)
+                    .speedup(flags.speedup_ratio)
+                    .model_name(&flags.model);
                 let description = format!(
-                    "{} mocker(s), {:?} router, speedup {}",
-                    builder.workers, flags.router_mode, flags.speedup_ratio
-                )
-                .replace("Kv", "kv")
-                .replace("RoundRobin", "round-robin")
-                .replace("Random", "random");
+                    "{} mocker(s), {} router, speedup {}",
+                    builder.worker_count(),
+                    flags.router_mode.as_arg(),
+                    flags.speedup_ratio
+                );
                 println!(
                     "bench: starting {description} (logs: {}) …",
                     ctx.dir().display()
@@ -146,7 +144,7 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             spec.url
         );
         let points = tokio::select! {
-            points = testbed_load::sweep(&spec, &prompts) => points?,
+            points = testbed_load::sweep(&spec, &workload, Arc::new(crate::progress::Printer::new())) => points,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology is stopped"),
         };
         drop(topology);
@@ -155,6 +153,7 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             spec,
             &description,
             points,
+            crate::provenance::capture(),
         ))
     })?;
     let files = results.write(&out)?;
@@ -170,7 +169,8 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
     }
     let failed: usize = results.points.iter().map(|p| p.failed).sum();
     if failed > 0 {
-        println!("bench: {failed} request(s) failed (see errors above)");
+        println!("bench: {failed} request(s) failed (see errors above): exit 5");
+        return Ok(5);
     }
     Ok(0)
 }

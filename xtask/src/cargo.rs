@@ -1,0 +1,119 @@
+//! How xtask calls cargo: with the provisioned protoc, the target folder
+//! cargo itself reports, and nothing else that would change a build's
+//! fingerprint between `cargo xtask` and a plain `cargo nextest run`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::Context;
+use testbed_harness::{tool, Layout, Pins};
+
+/// Cargo's target folder for this workspace, as `cargo metadata` reports
+/// it (`CARGO_TARGET_DIR`, `build.target-dir` and the default alike).
+pub fn target_dir(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let out = Command::new("cargo")
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(&layout.repo_root)
+        .output()
+        .context("cannot run `cargo metadata`")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`cargo metadata` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    json["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`cargo metadata` named no target_directory")
+}
+
+/// A `cargo` command in the repository, with `PROTOC` set to the pinned
+/// protoc (or the one `TESTBED_PROTOC` names) once `setup` has provisioned
+/// it, and without the variables cargo sets for the programs it runs (see
+/// [`clean_env`]).
+pub fn command(layout: &Layout) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(&layout.repo_root);
+    clean_env(&mut cmd);
+    let pins = Pins::from_repo()?;
+    if let Ok(protoc) = tool::locate_pinned("protoc", pins.tool("protoc")?, &layout.cache_dir) {
+        cmd.env("PROTOC", protoc.path);
+    }
+    Ok(cmd)
+}
+
+/// Removes from `cmd`'s environment what cargo sets for a program it runs
+/// (`cargo run`, and nextest for a test): `CARGO_PKG_*`, `CARGO_MANIFEST_*`
+/// and the like. A nested cargo would pass them on to build scripts, and
+/// some (ring's reads `CARGO_PKG_VERSION_MAJOR`) rebuild when they change,
+/// so every `cargo xtask` and every plain `cargo build` after it would
+/// rebuild each other's TLS stack.
+pub fn clean_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || SET_FOR_PROGRAMS.contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+}
+
+/// The other variables cargo sets for a program it runs.
+const SET_FOR_PROGRAMS: [&str; 5] = [
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "CARGO_TARGET_TMPDIR",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo xtask test --tier unit` twice on an unchanged tree: the
+    /// second compiles nothing (the builds of xtask, of testbed-runner and
+    /// of nextest's tests share every artifact).
+    #[test]
+    fn slow_a_second_unit_run_compiles_nothing() {
+        let layout = Layout::from_env();
+        let run = || {
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(&layout.repo_root).args([
+                "xtask",
+                "test",
+                "--tier",
+                "unit",
+                "--",
+                "-E",
+                "test(=tidy::top_level_is_as_designed)",
+            ]);
+            clean_env(&mut cmd);
+            let out = cmd.output().expect("run cargo xtask");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "cargo xtask test failed:\n{text}");
+            text
+        };
+        run();
+        let second = run();
+        let compiled: Vec<&str> = second
+            .lines()
+            .filter(|l| l.trim_start().starts_with("Compiling "))
+            .collect();
+        assert!(compiled.is_empty(), "the second run compiled {compiled:#?}");
+        assert!(second.contains("unit"), "{second}");
+    }
+}
