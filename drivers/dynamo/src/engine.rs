@@ -94,6 +94,19 @@ impl WorkerSpec {
         }
     }
 
+    /// The engine's own environment; `dir` is the worker's folder, `cache`
+    /// the engine cache its Python env shares across workers and runs.
+    pub fn engine_env(
+        &self,
+        dir: &std::path::Path,
+        cache: &std::path::Path,
+    ) -> Vec<(String, String)> {
+        match self {
+            WorkerSpec::Vllm(o) => o.engine_env(&dir.join("lora-cache"), cache),
+            _ => Vec::new(),
+        }
+    }
+
     /// The engine's own arguments (after the model flags and
     /// `--discovery-backend`).
     pub fn engine_args(&self, resources: &EngineResources) -> Vec<String> {

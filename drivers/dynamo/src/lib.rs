@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod planes;
 pub mod shared;
+pub mod stacks;
 pub mod topology;
 pub mod worker;
 

@@ -69,6 +69,19 @@ impl Metrics {
             .sum()
     }
 
+    /// Every value the label `label` takes, over all samples, sorted.
+    pub fn label_values(&self, label: &str) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .scrape
+            .samples
+            .iter()
+            .filter_map(|s| s.labels.get(label).map(str::to_owned))
+            .collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+
     /// Label sets of the samples named `name`.
     pub fn label_sets(&self, name: &str) -> Vec<BTreeMap<String, String>> {
         let name = encode_name(name);

@@ -304,45 +304,143 @@ pub fn weight_shapes(shape: ModelShape, vocab: usize) -> Vec<(String, Vec<usize>
     tensors
 }
 
-/// `model.safetensors`: float32 weights, normal-ish (the mean of four
-/// uniforms, rescaled) times [`INIT_STD`] from one xorshift stream; norms
-/// 1.0. The same bytes on every machine.
-fn weights(shape: ModelShape, vocab: usize, seed: u64) -> anyhow::Result<Vec<u8>> {
+/// How a tensor's values are made.
+#[derive(Debug, Clone, Copy)]
+enum Init {
+    /// Normal-ish with this standard deviation: the mean of four uniforms,
+    /// rescaled.
+    Normal(f32),
+    /// All ones (norms).
+    Ones,
+}
+
+/// A safetensors file (`format: pt`, as transformers' and PEFT's
+/// `save_pretrained` write and their loaders check) of float32 tensors
+/// from one xorshift stream seeded with `seed`: the same bytes on every
+/// machine.
+fn seeded_safetensors(
+    tensors: &[(String, Vec<usize>, Init)],
+    seed: u64,
+) -> anyhow::Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let mut rng = Rng(seed);
     // The sum of 4 uniforms on [0, 1) has variance 4/12: centre and scale
     // it to unit variance.
-    let scale = INIT_STD / (4.0f32 / 12.0).sqrt();
-    let mut normal = move || {
+    let unit = (4.0f32 / 12.0).sqrt();
+    let mut normal = move |std: f32| {
         let sum: f32 = (0..4)
             .map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32)
             .sum();
-        (sum - 2.0) * scale
+        (sum - 2.0) * (std / unit)
     };
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = weight_shapes(shape, vocab)
-        .into_iter()
-        .map(|(name, dims)| {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, dims, init)| {
             let len: usize = dims.iter().product();
-            let norm = name.ends_with("norm.weight");
-            let bytes = (0..len)
-                .flat_map(|_| if norm { 1.0f32 } else { normal() }.to_le_bytes())
-                .collect();
-            (name, dims, bytes)
+            (0..len)
+                .flat_map(|_| {
+                    match init {
+                        Init::Ones => 1.0f32,
+                        Init::Normal(std) => normal(*std),
+                    }
+                    .to_le_bytes()
+                })
+                .collect()
         })
         .collect();
     let views = tensors
         .iter()
-        .map(|(name, dims, bytes)| {
+        .zip(&bytes)
+        .map(|((name, dims, _), bytes)| {
             TensorView::new(Dtype::F32, dims.clone(), bytes)
                 .map(|view| (name.as_str(), view))
                 .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // `format: pt` is what transformers' `save_pretrained` writes and its
-    // loader checks.
     let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
     safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| anyhow::anyhow!("serialize model.safetensors: {e}"))
+        .map_err(|e| anyhow::anyhow!("serialize safetensors: {e}"))
+}
+
+/// `model.safetensors`: float32 weights, normal-ish times [`INIT_STD`];
+/// norms 1.0.
+fn weights(shape: ModelShape, vocab: usize, seed: u64) -> anyhow::Result<Vec<u8>> {
+    let tensors: Vec<(String, Vec<usize>, Init)> = weight_shapes(shape, vocab)
+        .into_iter()
+        .map(|(name, dims)| {
+            let init = if name.ends_with("norm.weight") {
+                Init::Ones
+            } else {
+                Init::Normal(INIT_STD)
+            };
+            (name, dims, init)
+        })
+        .collect();
+    seeded_safetensors(&tensors, seed)
+}
+
+/// The rank of the generated LoRA adapters.
+pub const LORA_RANK: usize = 4;
+
+/// The tensors of a PEFT LoRA adapter of `shape` on every layer's q and v
+/// projections, rank [`LORA_RANK`], in a fixed order.
+pub fn lora_shapes(shape: ModelShape) -> Vec<(String, Vec<usize>)> {
+    let mut tensors = Vec::new();
+    for layer in 0..shape.layers {
+        for proj in ["q_proj", "v_proj"] {
+            let p = format!("base_model.model.model.layers.{layer}.self_attn.{proj}");
+            tensors.push((format!("{p}.lora_A.weight"), vec![LORA_RANK, shape.hidden]));
+            tensors.push((format!("{p}.lora_B.weight"), vec![shape.hidden, LORA_RANK]));
+        }
+    }
+    tensors
+}
+
+impl TinyModel {
+    /// A LoRA adapter for this model, generated from `seed` (PEFT's layout:
+    /// `adapter_config.json` and `adapter_model.safetensors`, rank 4, alpha
+    /// 8, on q_proj and v_proj, weights normal-ish times 0.5 so that the
+    /// tiny model's greedy output visibly changes), made once and cached
+    /// beside the model.
+    pub fn lora_adapter(&self, seed: u64) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.with_file_name(format!(
+            "{}-lora-{seed}",
+            self.dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("model")
+        ));
+        if dir.join(".complete").is_file() {
+            return Ok(dir);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let config = serde_json::json!({
+            "peft_type": "LORA",
+            "task_type": "CAUSAL_LM",
+            "r": LORA_RANK,
+            "lora_alpha": 2 * LORA_RANK,
+            "lora_dropout": 0.0,
+            "bias": "none",
+            "fan_in_fan_out": false,
+            "target_modules": ["q_proj", "v_proj"],
+            "base_model_name_or_path": self.dir.display().to_string(),
+        });
+        std::fs::write(
+            dir.join("adapter_config.json"),
+            serde_json::to_vec_pretty(&config)?,
+        )?;
+        let tensors: Vec<(String, Vec<usize>, Init)> = lora_shapes(ModelShape::TINY)
+            .into_iter()
+            .map(|(name, dims)| (name, dims, Init::Normal(0.5)))
+            .collect();
+        std::fs::write(
+            dir.join("adapter_model.safetensors"),
+            seeded_safetensors(&tensors, seed)?,
+        )?;
+        std::fs::write(dir.join(".complete"), seed.to_string())?;
+        Ok(dir)
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +482,33 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(a);
         let _ = std::fs::remove_dir_all(b);
+    }
+
+    #[test]
+    fn lora_adapters_are_peft_shaped_and_differ_by_seed() {
+        let root = scratch("lora");
+        let model = TinyModel::ensure_in(&root, ModelShape::TINY).unwrap();
+        let (a, b) = (
+            model.lora_adapter(1).unwrap(),
+            model.lora_adapter(2).unwrap(),
+        );
+        assert_eq!(model.lora_adapter(1).unwrap(), a, "made once, then reused");
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(a.join("adapter_config.json")).unwrap()).unwrap();
+        assert_eq!(
+            (config["peft_type"].as_str(), config["r"].as_u64()),
+            (Some("LORA"), Some(4))
+        );
+        let read = |dir: &Path| std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+        let (bytes_a, bytes_b) = (read(&a), read(&b));
+        assert_ne!(bytes_a, bytes_b, "another seed, other weights");
+        let file = safetensors::SafeTensors::deserialize(&bytes_a).unwrap();
+        for (name, dims) in lora_shapes(ModelShape::TINY) {
+            let t = file.tensor(&name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(t.shape(), dims.as_slice(), "{name}");
+        }
+        assert_eq!(file.len(), 2 * 2 * 2, "A and B for q and v in 2 layers");
+        let _ = std::fs::remove_dir_all(root);
     }
 
     #[test]

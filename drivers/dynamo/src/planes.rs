@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 /// Where workers register and the frontend finds them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Discovery {
     /// etcd at these client URLs (leases: a dead worker leaves when its lease
     /// expires).
@@ -16,7 +18,7 @@ pub enum Discovery {
 }
 
 /// How requests reach workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RequestPlane {
     /// Direct TCP (the default).
     Tcp,
@@ -25,7 +27,7 @@ pub enum RequestPlane {
 }
 
 /// How KV events and metrics travel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventPlane {
     /// NATS at this URL.
     Nats(String),
@@ -47,7 +49,7 @@ pub struct Site<'a> {
 }
 
 /// The planes of one topology.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Planes {
     /// Discovery.
     pub discovery: Discovery,

@@ -12,22 +12,38 @@ use serde::{Deserialize, Serialize};
 use testbed_harness::shared::{self, SharedLease, Started};
 use testbed_load::OpenAiClient;
 
+use crate::engine::WorkerSpec;
+use crate::model::TinyModel;
+use crate::planes::{Planes, Site};
 use crate::topology::TopologyBuilder;
+use crate::worker::Worker;
 
 /// What a user of a shared stack needs to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackInfo {
     /// The frontend's base URL.
     pub frontend_url: String,
-    /// The served model's name.
+    /// The main model's name.
     pub model_name: String,
-    /// Each worker's Prometheus endpoint, in start order.
-    pub worker_metrics_urls: Vec<String>,
-    /// Each worker's system server (health, LoRA management), in start
-    /// order.
-    pub worker_system_urls: Vec<String>,
+    /// Every worker, in start order.
+    pub workers: Vec<WorkerInfo>,
+    /// Its planes, for a test that adds a worker of its own.
+    pub planes: Planes,
     /// The stack's log folder.
     pub dir: PathBuf,
+}
+
+/// One worker of a shared stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its name (its log is `<name>.log` in the stack's folder).
+    pub name: String,
+    /// The model it serves.
+    pub model: String,
+    /// Its Prometheus endpoint.
+    pub metrics_url: String,
+    /// Its system server (health, LoRA management).
+    pub system_url: String,
 }
 
 /// One test's use of a shared stack.
@@ -74,5 +90,32 @@ impl SharedStack {
     /// Its frontend's Prometheus endpoint.
     pub fn frontend_metrics_url(&self) -> String {
         format!("{}/metrics", self.info.frontend_url)
+    }
+
+    /// The workers serving `model`, in start order.
+    pub fn workers_of(&self, model: &str) -> Vec<&WorkerInfo> {
+        self.info
+            .workers
+            .iter()
+            .filter(|w| w.model == model)
+            .collect()
+    }
+
+    /// Starts a worker of the test's own (`name`, serving `model_name` with
+    /// `spec`) on the stack's planes, logging into `dir`: it dies with the
+    /// test. Its caller waits for it to be counted.
+    pub fn spawn_worker(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        model_name: &str,
+        spec: &WorkerSpec,
+    ) -> anyhow::Result<Worker> {
+        let site = Site {
+            dir,
+            planes: &self.info.planes,
+            shared_state: None,
+        };
+        Worker::spawn(&site, name, &TinyModel::ensure()?, model_name, spec)
     }
 }

@@ -81,6 +81,8 @@ pub struct TopologyBuilder {
     mocker: MockerOptions,
     engine: Option<WorkerSpec>,
     model_name: String,
+    /// Workers of other models behind the same frontend.
+    others: Vec<(String, WorkerSpec)>,
     etcd_members: usize,
 }
 
@@ -96,6 +98,7 @@ impl Default for TopologyBuilder {
             mocker: MockerOptions::default(),
             engine: None,
             model_name: "tiny".into(),
+            others: Vec::new(),
             etcd_members: 1,
         }
     }
@@ -145,7 +148,7 @@ impl TopologyBuilder {
         self
     }
 
-    /// How many workers it starts.
+    /// How many workers of the main model it starts.
     pub fn worker_count(&self) -> usize {
         if self.disaggregated {
             2
@@ -213,6 +216,13 @@ impl TopologyBuilder {
         self
     }
 
+    /// Adds a worker serving another model, `model_name`, behind the same
+    /// frontend (in its own Dynamo namespace, which `spec` names).
+    pub fn other_model(mut self, model_name: &str, spec: WorkerSpec) -> Self {
+        self.others.push((model_name.to_owned(), spec));
+        self
+    }
+
     /// Sets the etcd cluster's size (3 for HA tests).
     pub fn etcd_members(mut self, n: usize) -> Self {
         self.etcd_members = n.max(1);
@@ -267,6 +277,7 @@ impl TopologyBuilder {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let startup_timeout = specs
             .iter()
+            .chain(self.others.iter().map(|(_, spec)| spec))
             .map(|s| s.engine().startup_timeout)
             .max()
             .unwrap_or(Duration::from_secs(60));
@@ -311,6 +322,10 @@ impl TopologyBuilder {
             };
             workers.push(Worker::spawn(&site, &name, &model, &self.model_name, spec)?);
         }
+        for (i, (model_name, spec)) in self.others.iter().enumerate() {
+            let name = format!("{model_name}-{i}");
+            workers.push(Worker::spawn(&site, &name, &model, model_name, spec)?);
+        }
         let mut topology = Topology {
             dir: dir.clone(),
             python,
@@ -323,9 +338,7 @@ impl TopologyBuilder {
             builder: self,
             detached: false,
         };
-        topology
-            .wait_for_model(roles.len(), startup_timeout)
-            .await?;
+        topology.wait_for_models(startup_timeout).await?;
         tracing::info!(after = ?started.elapsed(), "topology ready");
         Ok(topology)
     }
@@ -398,13 +411,6 @@ impl Drop for Topology {
 }
 
 impl Topology {
-    fn live_workers(&mut self) -> usize {
-        self.workers
-            .iter_mut()
-            .filter_map(|w| w.process().is_running().then_some(()))
-            .count()
-    }
-
     /// Stops the frontend and starts a new one with the same settings (on a
     /// new port); waits until it has rediscovered every live worker.
     pub async fn restart_frontend(&mut self) -> anyhow::Result<()> {
@@ -420,8 +426,7 @@ impl Topology {
             &self.builder.frontend,
             &self.python,
         )?;
-        let n = self.live_workers();
-        self.wait_for_model(n, Duration::from_secs(60)).await
+        self.wait_for_models(Duration::from_secs(60)).await
     }
 
     /// The index of a worker with a request in flight (per its own
@@ -477,16 +482,47 @@ impl Topology {
         ready_workers(&self.client(), self.model_name()).await
     }
 
-    /// Waits until `/v1/models/{model}/ready` reports `expected` workers.
-    /// Fails at once, quoting its log, if a process exits meanwhile.
+    /// Waits until every model of the topology is ready with every one of
+    /// its live workers.
+    pub async fn wait_for_models(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let mut expected: Vec<(String, usize)> = Vec::new();
+        for w in &mut self.workers {
+            if !w.process().is_running() {
+                continue;
+            }
+            match expected.iter_mut().find(|(m, _)| m == w.model_name()) {
+                Some((_, n)) => *n += 1,
+                None => expected.push((w.model_name().to_owned(), 1)),
+            }
+        }
+        for (model, n) in expected {
+            self.wait_for(&model, n, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `/v1/models/{model}/ready` reports `expected` workers of
+    /// the main model.
     pub async fn wait_for_model(
         &mut self,
         expected: usize,
         timeout: Duration,
     ) -> anyhow::Result<()> {
+        let model = self.model_name().to_owned();
+        self.wait_for(&model, expected, timeout).await
+    }
+
+    /// Waits until `/v1/models/{model}/ready` reports `expected` workers.
+    /// Fails at once, quoting its log, if a process exits meanwhile.
+    async fn wait_for(
+        &mut self,
+        model: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
         let client = self.client();
-        let path = format!("/v1/models/{}/ready", self.model_name());
+        let path = format!("/v1/models/{model}/ready");
         let mut last;
         loop {
             for w in &mut self.workers {
@@ -500,7 +536,7 @@ impl Topology {
             match client.get(&path).await {
                 Ok(answer) => {
                     if answer.json["ready"] == true && count_workers(&answer.json) == expected {
-                        tracing::info!(model = self.model_name(), workers = expected, after = ?started.elapsed(), "model ready");
+                        tracing::info!(model, workers = expected, after = ?started.elapsed(), "model ready");
                         return Ok(());
                     }
                     last = format!("{} {}", answer.status, answer.text);
@@ -509,8 +545,7 @@ impl Topology {
             }
             anyhow::ensure!(
                 started.elapsed() < timeout,
-                "model {} did not become ready with {expected} worker(s) within {timeout:?}; last /ready answer: {last}; logs in {}",
-                self.model_name(),
+                "model {model} did not become ready with {expected} worker(s) within {timeout:?}; last /ready answer: {last}; logs in {}",
                 self.dir.display()
             );
             tokio::time::sleep(READY_POLL).await;
@@ -579,8 +614,17 @@ impl Topology {
         let info = crate::shared::StackInfo {
             frontend_url: self.frontend.url().to_owned(),
             model_name: self.model_name().to_owned(),
-            worker_metrics_urls: self.workers.iter().map(Worker::metrics_url).collect(),
-            worker_system_urls: self.workers.iter().map(Worker::system_url).collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| crate::shared::WorkerInfo {
+                    name: w.name().to_owned(),
+                    model: w.model_name().to_owned(),
+                    metrics_url: w.metrics_url(),
+                    system_url: w.system_url(),
+                })
+                .collect(),
+            planes: self.planes.clone(),
             dir: self.dir.clone(),
         };
         let mut groups = vec![self.frontend.detach()];

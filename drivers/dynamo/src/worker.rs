@@ -19,6 +19,7 @@ use crate::planes::Site;
 #[derive(Debug)]
 pub struct Worker {
     name: String,
+    model_name: String,
     process: ManagedProcess,
     system_port: PortLease,
     startup_timeout: Duration,
@@ -56,6 +57,17 @@ fn kv_events_socket(system_port: u16) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The engine cache of Python env `env`: in the testbed's cache, keyed
+/// like the env itself.
+fn env_cache_dir(env: &PythonEnv) -> std::path::PathBuf {
+    let key = env
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| env.name.clone());
+    Layout::from_env().cache_dir.join("engine-cache").join(key)
+}
+
 impl Worker {
     /// Spawns worker `name` serving `model` as `model_name`, without
     /// waiting (to start several workers at once).
@@ -67,7 +79,12 @@ impl Worker {
         spec: &WorkerSpec,
     ) -> anyhow::Result<Worker> {
         let engine = spec.engine();
-        let python = PythonEnv::named(engine.env)?.require()?;
+        let env = PythonEnv::named(engine.env)?;
+        let python = env.require()?;
+        // Engines cache what they learn about a model's code (vLLM: each
+        // architecture's inspection, ~19 s a start when cold) per env,
+        // shared by every worker and run.
+        let engine_cache = env_cache_dir(&env);
         let no_port = |e: anyhow::Error| ProcessError::NoPort {
             name: name.to_owned(),
             reason: format!("{e:#}"),
@@ -99,13 +116,15 @@ impl Worker {
             .stop_grace(engine.stop_grace)
             .env("DYN_SYSTEM_PORT", system_port.port().to_string())
             .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
-            .envs(site.planes.env(site.dir, name));
+            .envs(site.planes.env(site.dir, name))
+            .envs(spec.engine_env(&site.dir.join(format!("home-{name}")), &engine_cache));
         if let Some(state) = site.shared_state {
             process_spec = process_spec.shared(state);
         }
         let process = ManagedProcess::spawn(process_spec)?;
         Ok(Worker {
             name: name.to_owned(),
+            model_name: model_name.to_owned(),
             process,
             system_port,
             startup_timeout: engine.startup_timeout,
@@ -126,6 +145,11 @@ impl Worker {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The model it serves.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
     }
 
     /// `http://127.0.0.1:SYSTEM_PORT` (health, metrics).
@@ -178,7 +202,7 @@ mod tests {
 
     #[test]
     fn engine_arguments_per_engine() {
-        let cases: [(&str, Vec<String>, Vec<String>); 7] = [
+        let cases: [(&str, Vec<String>, Vec<String>); 9] = [
             (
                 "mocker defaults",
                 mocker::MockerOptions::default().engine_args(),
@@ -200,10 +224,33 @@ mod tests {
                 "vllm on CPU, events on an ipc socket",
                 vllm::VllmOptions::cpu().engine_args(Some("ipc:///s")),
                 [
-                    words("--dtype float32 --max-model-len 512 --max-num-seqs 8 --enforce-eager --gpu-memory-utilization 0.2"),
+                    words("--dtype float32 --max-model-len 2048 --max-num-seqs 8 --enforce-eager --gpu-memory-utilization 0.1 --distributed-executor-backend uni"),
                     vec!["--kv-events-config".into(), r#"{"enable_kv_cache_events":true,"endpoint":"ipc:///s","publisher":"zmq"}"#.into()],
                 ]
                 .concat(),
+            ),
+            (
+                "vllm on CPU with parsers, LoRA and structured outputs, in a namespace",
+                vllm::VllmOptions {
+                    kv_events: false,
+                    tool_call_parser: Some("hermes".into()),
+                    reasoning_parser: Some("deepseek_r1".into()),
+                    lora: Some(vllm::LoraOptions { max_loras: 2, max_rank: 8 }),
+                    structured_outputs: Some(serde_json::json!({"backend": "xgrammar"})),
+                    namespace: Some("think".into()),
+                    ..vllm::VllmOptions::cpu()
+                }
+                .engine_args(None),
+                [
+                    words("--namespace think --dtype float32 --max-model-len 2048 --max-num-seqs 8 --enforce-eager --gpu-memory-utilization 0.1 --distributed-executor-backend uni --dyn-tool-call-parser hermes --dyn-reasoning-parser deepseek_r1 --enable-lora --max-loras 2 --max-lora-rank 8"),
+                    vec!["--structured-outputs-config".into(), r#"{"backend":"xgrammar"}"#.into()],
+                ]
+                .concat(),
+            ),
+            (
+                "vllm embedding worker",
+                vllm::VllmOptions { kv_events: false, single_process: false, embedding: true, ..vllm::VllmOptions::cpu() }.engine_args(None),
+                words("--dtype float32 --max-model-len 2048 --max-num-seqs 8 --enforce-eager --gpu-memory-utilization 0.1 --embedding-worker --runner pooling --convert embed"),
             ),
             (
                 "vllm on GPU without events",

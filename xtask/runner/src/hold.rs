@@ -35,16 +35,41 @@ pub fn run(flags: &HoldFlags) -> anyhow::Result<i32> {
         }
     });
     let _ = rx.recv();
-    drop(held);
+    // Let go of everything at once: each stack's stop waits for its
+    // workers' graceful shutdown (vLLM: ~6 s).
+    std::thread::scope(|scope| {
+        for thing in held {
+            scope.spawn(move || drop(thing));
+        }
+    });
     Ok(0)
 }
 
+/// A lease on one shared thing; dropping it lets go.
+type Held = Box<dyn std::any::Any + Send>;
+
 /// What a tier shares: leases that keep each thing up while they live.
-async fn acquire(tier: &str) -> anyhow::Result<Vec<Box<dyn std::any::Any>>> {
-    let mut held: Vec<Box<dyn std::any::Any>> = Vec::new();
+/// Shared engine stacks start together.
+async fn acquire(tier: &str) -> anyhow::Result<Vec<Held>> {
+    let mut held: Vec<Held> = Vec::new();
     if tier == "integration" {
         held.push(Box::new(testbed_nats::SharedNats::acquire().await?));
         held.push(Box::new(testbed_etcd::SharedEtcd::acquire().await?));
     }
+    let shapes = testbed_dynamo::stacks::for_tier(tier);
+    let stacks = futures::future::try_join_all(shapes.iter().map(|s| async move {
+        eprintln!("hold: starting the shared stack {} …", s.key);
+        let started = std::time::Instant::now();
+        let stack = s.acquire().await?;
+        eprintln!(
+            "hold: shared stack {} ready in {:.1} s ({})",
+            s.key,
+            started.elapsed().as_secs_f64(),
+            stack.info().dir.display()
+        );
+        anyhow::Ok(stack)
+    }))
+    .await?;
+    held.extend(stacks.into_iter().map(|s| Box::new(s) as Held));
     Ok(held)
 }
