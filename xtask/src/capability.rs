@@ -126,13 +126,24 @@ impl Capabilities {
     /// Checks every need on this machine.
     pub fn detect(pins: &Pins) -> Capabilities {
         let layout = Layout::from_env();
-        let findings = Need::all(pins)
-            .into_iter()
-            .map(|need| {
-                let finding = check(&need, pins, &layout);
-                (need, finding)
-            })
-            .collect();
+        // Each check may start a process (a `--version`, a Python import of
+        // ~0.5 s): all at once.
+        let findings = std::thread::scope(|scope| {
+            let checks: Vec<_> = Need::all(pins)
+                .into_iter()
+                .map(|need| {
+                    let layout = &layout;
+                    scope.spawn(move || {
+                        let finding = check(&need, pins, layout);
+                        (need, finding)
+                    })
+                })
+                .collect();
+            checks
+                .into_iter()
+                .map(|c| c.join().expect("a capability check panicked"))
+                .collect()
+        });
         Capabilities { findings }
     }
 

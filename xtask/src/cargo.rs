@@ -11,6 +11,70 @@ use testbed_harness::{tool, Layout, Pins};
 /// Cargo's target folder for this workspace, as `cargo metadata` reports
 /// it (`CARGO_TARGET_DIR`, `build.target-dir` and the default alike).
 pub fn target_dir(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let json: serde_json::Value = serde_json::from_slice(&metadata(layout)?)?;
+    json["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`cargo metadata` named no target_directory")
+}
+
+/// The workspace's test binaries, built once per `cargo xtask test`; every
+/// nextest call after it reuses them (nextest's `--binaries-metadata` and
+/// `--cargo-metadata`), so no listing or tier run builds again or waits on
+/// cargo's locks.
+#[derive(Debug, Clone)]
+pub struct BuiltTests {
+    /// nextest's description of the built test binaries.
+    binaries_metadata: PathBuf,
+    /// `cargo metadata --no-deps` of the workspace.
+    cargo_metadata: PathBuf,
+    /// Cargo's target folder.
+    pub target: PathBuf,
+}
+
+impl BuiltTests {
+    /// Builds every test binary of the workspace (cargo's progress on
+    /// stderr) and records what nextest needs to reuse them.
+    pub fn build(layout: &Layout) -> anyhow::Result<BuiltTests> {
+        let metadata = metadata(layout)?;
+        let json: serde_json::Value = serde_json::from_slice(&metadata)?;
+        let target = json["target_directory"]
+            .as_str()
+            .map(PathBuf::from)
+            .context("`cargo metadata` named no target_directory")?;
+        let dir = target.join("testbed").join("reuse");
+        Layout::ensure_dir(&dir)?;
+        let cargo_metadata = dir.join("cargo-metadata.json");
+        std::fs::write(&cargo_metadata, &metadata)?;
+        let out = command(layout)?
+            .args(["nextest", "list", "--workspace", "--list-type", "binaries-only"])
+            .args(["--message-format", "json"])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+        anyhow::ensure!(out.status.success(), "building the tests failed");
+        let binaries_metadata = dir.join("binaries-metadata.json");
+        std::fs::write(&binaries_metadata, &out.stdout)?;
+        Ok(BuiltTests {
+            binaries_metadata,
+            cargo_metadata,
+            target,
+        })
+    }
+
+    /// The arguments that make `cargo nextest run|list` use these binaries.
+    pub fn reuse_args(&self) -> [std::ffi::OsString; 4] {
+        [
+            "--binaries-metadata".into(),
+            self.binaries_metadata.clone().into(),
+            "--cargo-metadata".into(),
+            self.cargo_metadata.clone().into(),
+        ]
+    }
+}
+
+/// `cargo metadata --no-deps` of the workspace, as JSON bytes.
+fn metadata(layout: &Layout) -> anyhow::Result<Vec<u8>> {
     let out = Command::new("cargo")
         .args([
             "metadata",
@@ -27,11 +91,7 @@ pub fn target_dir(layout: &Layout) -> anyhow::Result<PathBuf> {
         "`cargo metadata` failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    json["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("`cargo metadata` named no target_directory")
+    Ok(out.stdout)
 }
 
 /// A `cargo` command in the repository, with `PROTOC` set to the pinned

@@ -57,8 +57,18 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     needed.sort();
     needed.dedup();
     let pins = Pins::from_repo()?;
+    if !flags.no_setup {
+        setup::ensure_for(sh, &needed).map_err(exit::missing)?;
+    }
+    // The build and the capability checks (a Python import or two) at once.
+    say!("xtask: building the test binaries …");
+    let (built, caps) = std::thread::scope(|scope| {
+        let caps = scope.spawn(|| Capabilities::detect(&pins));
+        let built = cargo::BuiltTests::build(&layout);
+        (built, caps.join())
+    });
+    let caps = caps.map_err(|_| anyhow::anyhow!("a capability check panicked"))?;
     if flags.no_setup {
-        let caps = Capabilities::detect(&pins);
         for need in &needed {
             if !caps.has(need) {
                 return Err(exit::missing(anyhow::anyhow!(
@@ -67,22 +77,16 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
                 )));
             }
         }
-    } else {
-        setup::ensure_for(sh, &needed).map_err(exit::missing)?;
     }
-    let caps = Capabilities::detect(&pins);
+    let built = built?;
     let rules = needs::load(&layout.repo_root.join("tests/needs.toml"), &pins)?;
     let unmet = needs::unmet(&rules, &caps);
-
-    say!("xtask: building the test binaries …");
-    let built = cargo::command(&layout)?
-        .args(["nextest", "list", "--workspace", "--list-type", "binaries-only"])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
-    anyhow::ensure!(built.success(), "building the tests failed");
-    let runner = runner::build(&layout)?;
-    let target = cargo::target_dir(&layout)?;
+    // Tiers that hold shared services start them with testbed-runner.
+    let runner = if tiers.iter().any(|t| t.shares_services()) {
+        Some(runner::build(&layout)?)
+    } else {
+        None
+    };
 
     let mut results: Vec<(Tier, TierResult)> = Vec::new();
     let mut code = Exit::Success.code();
@@ -92,8 +96,8 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         }
         let plan = TierPlan {
             layout: &layout,
-            target: &target,
-            runner: &runner,
+            built: &built,
+            runner: runner.as_deref(),
             run_id: &run_id,
             unmet: &unmet,
             flags,
@@ -128,8 +132,10 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
 /// Everything one tier's run needs.
 struct TierPlan<'a> {
     layout: &'a Layout,
-    target: &'a Path,
-    runner: &'a Path,
+    /// The test binaries every nextest call reuses.
+    built: &'a cargo::BuiltTests,
+    /// `testbed-runner`, built when a tier holds shared services.
+    runner: Option<&'a Path>,
     run_id: &'a RunId,
     unmet: &'a [needs::Unmet],
     flags: &'a TestFlags,
@@ -141,10 +147,6 @@ impl TierPlan<'_> {
         let profile = tier.name();
         say!("\n==> tier {profile}");
         let started = Instant::now();
-        let skipped = self.skipped(profile)?;
-        for s in &skipped {
-            say!("    SKIP {} — {}", s.name, s.reason);
-        }
         let exclusions: Vec<String> = self
             .unmet
             .iter()
@@ -165,22 +167,38 @@ impl TierPlan<'_> {
         // What the tier's tests share (NATS, etcd, engine stacks) is held
         // for the whole tier, so that it starts once.
         let hold = if tier.shares_services() {
-            Some(Hold::start(self.runner, profile, &env)?)
+            let runner = self.runner.context("testbed-runner was not built")?;
+            Some(Hold::start(runner, profile, &env)?)
         } else {
             None
         };
 
-        let junit_dir = self.target.join("nextest").join(profile);
+        let junit_dir = self.built.target.join("nextest").join(profile);
         let junit = junit_dir.join("junit.xml");
         let _ = std::fs::remove_file(&junit);
         // nextest talks to the terminal directly (live progress); its exit
-        // code and JUnit file are read afterwards.
-        let status = cargo::command(self.layout)?
-            .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
-            .args(with_exclusions(&filter, &self.flags.nextest_args))
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .status()
-            .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+        // code and JUnit file are read afterwards. Which tests are skipped,
+        // and why, is listed meanwhile (reusing the build, a listing takes
+        // no cargo lock).
+        let (skipped, status) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| self.skipped(profile));
+            let status = cargo::command(self.layout).and_then(|mut command| {
+                command
+                    .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
+                    .args(self.built.reuse_args())
+                    .args(with_exclusions(&filter, &self.flags.nextest_args))
+                    .envs(env.iter().map(|(k, v)| (k, v)))
+                    .status()
+                    .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")
+            });
+            (listing.join(), status)
+        });
+        let status = status?;
+        let skipped =
+            skipped.map_err(|_| anyhow::anyhow!("listing the skipped tests panicked"))??;
+        for s in &skipped {
+            say!("    SKIP {} — {}", s.name, s.reason);
+        }
         let exit_code = status.code().unwrap_or(Exit::Interrupted.code());
         drop(hold);
         let leaked: Vec<String> = reaper::reap_run(self.layout, self.run_id)
@@ -224,8 +242,32 @@ impl TierPlan<'_> {
     fn skipped(&self, profile: &str) -> anyhow::Result<Vec<Skipped>> {
         let mut reasons: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let (user_filtersets, _) = split_filtersets(&self.flags.nextest_args);
+        // One listing tells whether any unmet need touches this
+        // tier; only then is each need listed for its reason.
+        let any_unmet = self
+            .unmet
+            .iter()
+            .map(|u| format!("({})", u.tests))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        if any_unmet.is_empty()
+            || list_tests(
+                self.layout,
+                self.built,
+                profile,
+                &and_user(&any_unmet, &user_filtersets),
+            )?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         for u in self.unmet {
-            for name in list_tests(self.layout, profile, &and_user(&u.tests, &user_filtersets))? {
+            for name in list_tests(
+                self.layout,
+                self.built,
+                profile,
+                &and_user(&u.tests, &user_filtersets),
+            )? {
                 reasons.entry(name).or_default().push(u.reason.clone());
             }
         }
@@ -240,18 +282,17 @@ impl TierPlan<'_> {
 }
 
 /// The names of the tier's tests that `filter` selects.
-fn list_tests(layout: &Layout, profile: &str, filter: &str) -> anyhow::Result<Vec<String>> {
+fn list_tests(
+    layout: &Layout,
+    built: &cargo::BuiltTests,
+    profile: &str,
+    filter: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut command = cargo::command(layout)?;
-    command.args([
-        "nextest",
-        "list",
-        "--profile",
-        profile,
-        "-E",
-        filter,
-        "--message-format",
-        "json",
-    ]);
+    command.args(["nextest", "list", "--profile", profile, "-E", filter]);
+    command
+        .args(["--message-format", "json"])
+        .args(built.reuse_args());
     let out = command
         .stderr(std::process::Stdio::null())
         .output()
