@@ -166,7 +166,7 @@ fn xtask_up_stops_its_whole_stack_on_ctrl_c() {
         );
         assert!(
             rest.iter()
-                .any(|l| l.contains("stopped; nothing of it runs any more")),
+                .any(|l| l.contains("; nothing of it runs any more")),
             "up said it stopped: {rest:?}"
         );
         all_dead(&pids, Duration::from_secs(5)).await?;

@@ -11,6 +11,7 @@ pub mod model;
 pub mod planes;
 pub mod shared;
 pub mod stacks;
+pub mod startup;
 pub mod topology;
 pub mod worker;
 

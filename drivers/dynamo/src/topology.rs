@@ -8,14 +8,14 @@
 //! with every worker, watched while every process is. Dropping a topology
 //! stops all of its process groups at once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use testbed_etcd::EtcdCluster;
+use testbed_etcd::{EtcdCluster, EtcdPorts};
 use testbed_harness::poll::{check, Check, Poll};
-use testbed_harness::{group, ProcessGroup, TestContext};
+use testbed_harness::{group, PortLease, ProcessError, ProcessGroup, TestContext};
 use testbed_load::OpenAiClient;
 use testbed_nats::{NatsMode, NatsServer};
 
@@ -262,12 +262,33 @@ impl TopologyBuilder {
     }
 
     /// Starts everything in `dir`; with `shared_state`, every process is a
-    /// shared stack's (see [`crate::shared`]).
+    /// shared stack's (see [`crate::shared`]). A service whose port was
+    /// taken between lease and bind makes the whole bring-up start again.
     pub(crate) async fn start_in(
         self,
         dir: PathBuf,
         shared_state: Option<PathBuf>,
     ) -> anyhow::Result<Topology> {
+        let mut attempt = 0;
+        loop {
+            match self.clone().bring_up(&dir, shared_state.as_deref()).await {
+                Err(BringUp::PortConflict(e)) if attempt < 2 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, "a service's port was taken between lease and bind; starting again on new ports");
+                }
+                Err(BringUp::PortConflict(e)) => return Err(e.into()),
+                Err(BringUp::Failed(e)) => return Err(e),
+                Ok(topology) => return Ok(topology),
+            }
+        }
+    }
+
+    /// One bring-up. Dynamo's processes spend their first ~0.4 s importing
+    /// Python, and retry NATS and etcd until they answer, so they are
+    /// spawned with the services rather than after them (the services'
+    /// ports are leased first): the services' start leaves the critical
+    /// path.
+    async fn bring_up(self, dir: &Path, shared_state: Option<&Path>) -> Result<Topology, BringUp> {
         let started = Instant::now();
         let python = Frontend::python()?;
         let roles = self.roles();
@@ -282,16 +303,28 @@ impl TopologyBuilder {
             .max()
             .unwrap_or(Duration::from_secs(60));
         let model = TinyModel::ensure()?;
-        let (nats, etcd) = self.start_services(&dir, shared_state.as_deref()).await?;
-        let discovery = match &etcd {
-            Some(e) => Discovery::Etcd(e.endpoints()),
+
+        let needs_nats =
+            self.request_plane == RequestPlaneKind::Nats || self.event_plane != EventPlaneKind::Zmq;
+        let nats_port = match needs_nats {
+            true => Some(PortLease::allocate_for("nats").map_err(anyhow::Error::from)?),
+            false => None,
+        };
+        let etcd_ports = match self.discovery {
+            DiscoveryKind::Etcd => {
+                Some(EtcdPorts::lease("etcd", self.etcd_members).map_err(anyhow::Error::from)?)
+            }
+            DiscoveryKind::File => None,
+        };
+        let discovery = match &etcd_ports {
+            Some(ports) => Discovery::Etcd(ports.endpoints()),
             None => {
                 let folder = dir.join("discovery");
                 testbed_harness::Layout::ensure_dir(&folder)?;
                 Discovery::File(folder)
             }
         };
-        let nats_url = nats.as_ref().map(|n| n.url());
+        let nats_url = nats_port.as_ref().map(|p| NatsServer::url_on(p.port()));
         let planes = Planes {
             discovery,
             request: match self.request_plane {
@@ -305,29 +338,82 @@ impl TopologyBuilder {
                 _ => EventPlane::Nats(nats_url.context("NATS started")?),
             },
         };
+        let nats_mode = if self.event_plane == EventPlaneKind::NatsJetStream {
+            NatsMode::JetStream
+        } else {
+            NatsMode::Core
+        };
+        let nats = async {
+            match nats_port {
+                Some(port) => {
+                    NatsServer::start_on(dir, "nats", nats_mode, shared_state.map(Into::into), port)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        let etcd = async {
+            match etcd_ports {
+                Some(ports) => EtcdCluster::start_on(dir, ports, shared_state.map(Into::into))
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let services = async {
+            let (nats, etcd) = tokio::join!(nats, etcd);
+            // Whichever started is stopped by its drop if the other failed.
+            match (nats, etcd) {
+                (Ok(n), Ok(e)) => Ok((n, e)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
+        };
+
         let site = Site {
-            dir: &dir,
+            dir,
             planes: &planes,
-            shared_state: shared_state.as_deref(),
+            shared_state,
         };
         // The frontend and every worker start at once; readiness is the
         // model listed with every worker.
-        let frontend = Frontend::spawn(&site, "frontend", &self.frontend, &python)?;
-        let mut workers = Vec::new();
-        for (i, (role, spec)) in roles.iter().zip(&specs).enumerate() {
-            let name = match role {
-                Disaggregation::Aggregated => format!("worker-{i}"),
-                Disaggregation::Prefill => format!("prefill-{i}"),
-                Disaggregation::Decode => format!("decode-{i}"),
-            };
-            workers.push(Worker::spawn(&site, &name, &model, &self.model_name, spec)?);
-        }
-        for (i, (model_name, spec)) in self.others.iter().enumerate() {
-            let name = format!("{model_name}-{i}");
-            workers.push(Worker::spawn(&site, &name, &model, model_name, spec)?);
-        }
+        let dynamo = || -> anyhow::Result<(Frontend, Vec<Worker>)> {
+            let frontend = Frontend::spawn(&site, "frontend", &self.frontend, &python)?;
+            let mut workers = Vec::new();
+            for (i, (role, spec)) in roles.iter().zip(&specs).enumerate() {
+                let name = match role {
+                    Disaggregation::Aggregated => format!("worker-{i}"),
+                    Disaggregation::Prefill => format!("prefill-{i}"),
+                    Disaggregation::Decode => format!("decode-{i}"),
+                };
+                workers.push(Worker::spawn(&site, &name, &model, &self.model_name, spec)?);
+            }
+            for (i, (model_name, spec)) in self.others.iter().enumerate() {
+                let name = format!("{model_name}-{i}");
+                workers.push(Worker::spawn(&site, &name, &model, model_name, spec)?);
+            }
+            Ok((frontend, workers))
+        };
+        let (services, dynamo) = tokio::join!(services, async { dynamo() });
+        let (frontend, workers) = dynamo?;
+        let (nats, etcd) = match services {
+            Ok(s) => s,
+            Err(e) => {
+                let mut groups = Vec::new();
+                let mut frontend = frontend;
+                groups.push(frontend.detach());
+                for mut w in workers {
+                    groups.push(w.detach());
+                }
+                group::stop_all(&groups, Duration::ZERO);
+                return Err(match e.is_port_conflict() {
+                    true => BringUp::PortConflict(e),
+                    false => BringUp::Failed(e.into()),
+                });
+            }
+        };
         let mut topology = Topology {
-            dir: dir.clone(),
+            dir: dir.to_owned(),
             python,
             model,
             planes: planes.clone(),
@@ -342,43 +428,25 @@ impl TopologyBuilder {
         tracing::info!(after = ?started.elapsed(), "topology ready");
         Ok(topology)
     }
+}
 
-    /// NATS (when a plane uses it) and etcd (with etcd discovery), started
-    /// together.
-    async fn start_services(
-        &self,
-        dir: &std::path::Path,
-        shared_state: Option<&std::path::Path>,
-    ) -> anyhow::Result<(Option<NatsServer>, Option<EtcdCluster>)> {
-        let needs_nats =
-            self.request_plane == RequestPlaneKind::Nats || self.event_plane != EventPlaneKind::Zmq;
-        let mode = if self.event_plane == EventPlaneKind::NatsJetStream {
-            NatsMode::JetStream
-        } else {
-            NatsMode::Core
-        };
-        let nats = async {
-            match needs_nats {
-                true => NatsServer::start_with(dir, "nats", mode, shared_state.map(Into::into))
-                    .await
-                    .map(Some),
-                false => Ok(None),
-            }
-        };
-        let etcd = async {
-            match self.discovery {
-                DiscoveryKind::Etcd => EtcdCluster::start_with(
-                    dir,
-                    "etcd",
-                    self.etcd_members,
-                    shared_state.map(Into::into),
-                )
-                .await
-                .map(Some),
-                DiscoveryKind::File => Ok(None),
-            }
-        };
-        tokio::try_join!(nats, etcd)
+/// Why one bring-up failed.
+enum BringUp {
+    /// A service lost its port between lease and bind: start again.
+    PortConflict(ProcessError),
+    /// Anything else.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for BringUp {
+    fn from(e: anyhow::Error) -> Self {
+        BringUp::Failed(e)
+    }
+}
+
+impl From<ProcessError> for BringUp {
+    fn from(e: ProcessError) -> Self {
+        BringUp::Failed(e.into())
     }
 }
 
@@ -405,12 +473,56 @@ pub struct Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         if !self.detached {
-            group::stop_all(&self.groups(), TEARDOWN_GRACE);
+            // An idle stack has nothing to drain, and each Dynamo process
+            // spends ~0.37 s exiting gracefully when idle (measured): kill
+            // it at once. Anything in flight, an unreadable metric, or
+            // Python coverage being collected (written at exit) gets the
+            // graceful stop.
+            let grace = if self.is_idle() && !collecting_coverage() {
+                Duration::ZERO
+            } else {
+                TEARDOWN_GRACE
+            };
+            group::stop_all(&self.groups(), grace);
         }
     }
 }
 
+/// Whether the testbed collects Python coverage in this run (see
+/// `cargo xtask test --coverage`).
+fn collecting_coverage() -> bool {
+    std::env::var_os("TESTBED_COVERAGE").is_some_and(|v| !v.is_empty())
+}
+
 impl Topology {
+    /// Whether nothing is in flight: the frontend and every live worker
+    /// report 0 in-flight requests (read without awaiting, for `Drop`). A
+    /// worker that does not answer at all is dead and counts as idle; any
+    /// other failure counts as busy.
+    pub fn is_idle(&mut self) -> bool {
+        const READ: Duration = Duration::from_millis(200);
+        let inflight = |url: &str, name: &str| -> Option<f64> {
+            let text = testbed_harness::loopback_get::get(url, READ).ok()?;
+            Some(crate::Metrics::parse(&text).ok()?.value(name, &[]))
+        };
+        if inflight(
+            &self.frontend.metrics_url(),
+            "dynamo_frontend_inflight_requests",
+        ) != Some(0.0)
+        {
+            return false;
+        }
+        for w in &mut self.workers {
+            if !w.process().is_running() {
+                continue;
+            }
+            if inflight(&w.metrics_url(), "dynamo_component_inflight_requests") != Some(0.0) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Stops the frontend and starts a new one with the same settings (on a
     /// new port); waits until it has rediscovered every live worker.
     pub async fn restart_frontend(&mut self) -> anyhow::Result<()> {

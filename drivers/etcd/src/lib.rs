@@ -47,6 +47,47 @@ impl Member {
     }
 }
 
+/// The ports of a cluster's members, leased before it starts so that its
+/// endpoints can be handed out first (see [`EtcdCluster::start_on`]).
+#[derive(Debug)]
+pub struct EtcdPorts {
+    /// Each member: its name, client port and peer port.
+    members: Vec<(String, PortLease, PortLease)>,
+}
+
+impl EtcdPorts {
+    /// Leases the ports of `n` members named `<name>-<i>` (or `<name>` for
+    /// one).
+    pub fn lease(name: &str, n: usize) -> Result<EtcdPorts, ProcessError> {
+        if n == 0 {
+            return Err(ProcessError::Setup {
+                name: name.to_owned(),
+                reason: "an etcd cluster needs at least one member, got 0".into(),
+            });
+        }
+        let mut members = Vec::new();
+        for i in 0..n {
+            let member = if n == 1 {
+                name.to_owned()
+            } else {
+                format!("{name}-{i}")
+            };
+            let client = PortLease::allocate_for(&member)?;
+            let peer = PortLease::allocate_for(&member)?;
+            members.push((member, client, peer));
+        }
+        Ok(EtcdPorts { members })
+    }
+
+    /// The members' client URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(_, client, _)| format!("http://127.0.0.1:{}", client.port()))
+            .collect()
+    }
+}
+
 /// A running etcd cluster (a single node is a cluster of one).
 #[derive(Debug)]
 pub struct EtcdCluster {
@@ -76,15 +117,37 @@ impl EtcdCluster {
     }
 
     /// Starts `n` members in `dir`; with `shared_state`, a shared thing's
-    /// members (see `testbed_harness::shared`).
+    /// members (see `testbed_harness::shared`). A member whose port was
+    /// taken between lease and bind makes the cluster start again on new
+    /// ports.
     pub async fn start_with(
         dir: &Path,
         name: &str,
         n: usize,
         shared_state: Option<PathBuf>,
     ) -> anyhow::Result<EtcdCluster> {
-        anyhow::ensure!(n >= 1, "an etcd cluster needs at least one member, got {n}");
-        let binary = locate()?.path;
+        retry_on_port_conflict(name, || async {
+            let ports = EtcdPorts::lease(name, n)?;
+            Self::start_on(dir, ports, shared_state.clone()).await
+        })
+        .await
+    }
+
+    /// Starts the members `ports` names, in `dir`: the caller leased them
+    /// (and may have handed out their endpoints already), so a port taken
+    /// meanwhile is the caller's to retry.
+    pub async fn start_on(
+        dir: &Path,
+        ports: EtcdPorts,
+        shared_state: Option<PathBuf>,
+    ) -> Result<EtcdCluster, ProcessError> {
+        let binary = locate()
+            .map_err(|e| ProcessError::Setup {
+                name: "etcd".into(),
+                reason: format!("{e:#}"),
+            })?
+            .path;
+        let n = ports.members.len();
         let timing = if n == 1 {
             RaftTiming {
                 heartbeat_ms: 10,
@@ -96,43 +159,36 @@ impl EtcdCluster {
                 election_ms: 500,
             }
         };
-        retry_on_port_conflict(name, || async {
-            let mut members = Vec::new();
-            for i in 0..n {
-                let member_name = if n == 1 {
-                    name.to_owned()
-                } else {
-                    format!("{name}-{i}")
-                };
-                members.push(Member {
-                    data_dir: dir.join(format!("{member_name}-data")),
-                    name: member_name.clone(),
-                    client_port: PortLease::allocate_for(&member_name)?,
-                    peer_port: PortLease::allocate_for(&member_name)?,
-                    process: None,
-                });
-            }
-            let mut cluster = EtcdCluster {
-                binary: binary.clone(),
-                log_dir: dir.to_owned(),
-                token: format!(
-                    "testbed-{}-{}",
-                    std::process::id(),
-                    members[0].client_port.port()
-                ),
-                timing,
-                shared_state: shared_state.clone(),
-                members,
-            };
-            for i in 0..n {
-                cluster.spawn_member(i)?;
-            }
-            for i in 0..n {
-                cluster.wait_member(i).await?;
-            }
-            Ok(cluster)
-        })
-        .await
+        let members: Vec<Member> = ports
+            .members
+            .into_iter()
+            .map(|(name, client_port, peer_port)| Member {
+                data_dir: dir.join(format!("{name}-data")),
+                name,
+                client_port,
+                peer_port,
+                process: None,
+            })
+            .collect();
+        let mut cluster = EtcdCluster {
+            binary,
+            log_dir: dir.to_owned(),
+            token: format!(
+                "testbed-{}-{}",
+                std::process::id(),
+                members[0].client_port.port()
+            ),
+            timing,
+            shared_state,
+            members,
+        };
+        for i in 0..n {
+            cluster.spawn_member(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_member(i).await?;
+        }
+        Ok(cluster)
     }
 
     fn initial_cluster(&self) -> String {

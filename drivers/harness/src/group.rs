@@ -50,6 +50,12 @@ impl ProcessGroup {
         procinfo::group_members(self.pgid, self.leader_start_ticks)
     }
 
+    /// CPU time its live members have used, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let ticks: u64 = self.members().iter().map(|m| m.cpu_ticks).sum();
+        ticks as f64 / procinfo::ticks_per_second() as f64
+    }
+
     /// Whether any member lives.
     pub fn is_alive(&self) -> bool {
         !self.members().is_empty()

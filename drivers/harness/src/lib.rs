@@ -14,6 +14,7 @@
 pub mod group;
 pub mod hash;
 pub mod layout;
+pub mod loopback_get;
 pub mod pins;
 pub mod ports;
 pub mod procinfo;

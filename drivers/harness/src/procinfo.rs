@@ -16,6 +16,8 @@ pub struct ProcStat {
     pub start_ticks: u64,
     /// `Z` for a zombie, which holds no resources and cannot be killed.
     pub state: char,
+    /// CPU time used so far (user + system), in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 /// Reads `/proc/<pid>/stat`; `None` when the process no longer exists.
@@ -31,7 +33,15 @@ pub fn stat(pid: u32) -> Option<ProcStat> {
         ppid: fields.get(1)?.parse().ok()?,
         pgid: fields.get(2)?.parse().ok()?,
         start_ticks: fields.get(19)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
     })
+}
+
+/// Clock ticks per second (the unit of [`ProcStat`]'s times).
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no memory preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|t| *t > 0).unwrap_or(100)
 }
 
 /// True while `pid` is alive and is the process that started at

@@ -61,24 +61,46 @@ impl NatsServer {
         mode: NatsMode,
         shared_state: Option<PathBuf>,
     ) -> anyhow::Result<NatsServer> {
-        let binary = locate()?.path;
-        let store_dir = dir.join(format!("{name}-store"));
         retry_on_port_conflict(name, || async {
             let port = PortLease::allocate_for(name)?;
-            let mut server = NatsServer {
-                name: name.to_owned(),
-                mode,
-                binary: binary.clone(),
-                port,
-                log_dir: dir.to_owned(),
-                store_dir: store_dir.clone(),
-                shared_state: shared_state.clone(),
-                process: None,
-            };
-            server.launch().await?;
-            Ok(server)
+            Self::start_on(dir, name, mode, shared_state.clone(), port).await
         })
         .await
+    }
+
+    /// Starts a server on `port`: the caller leased it (and may have handed
+    /// out its URL, see [`NatsServer::url_on`]), so a port taken meanwhile
+    /// is the caller's to retry.
+    pub async fn start_on(
+        dir: &Path,
+        name: &str,
+        mode: NatsMode,
+        shared_state: Option<PathBuf>,
+        port: PortLease,
+    ) -> Result<NatsServer, ProcessError> {
+        let binary = locate()
+            .map_err(|e| ProcessError::Setup {
+                name: name.to_owned(),
+                reason: format!("{e:#}"),
+            })?
+            .path;
+        let mut server = NatsServer {
+            name: name.to_owned(),
+            mode,
+            binary,
+            port,
+            log_dir: dir.to_owned(),
+            store_dir: dir.join(format!("{name}-store")),
+            shared_state,
+            process: None,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// The URL of a server on `port`.
+    pub fn url_on(port: u16) -> String {
+        format!("nats://127.0.0.1:{port}")
     }
 
     async fn launch(&mut self) -> Result<(), ProcessError> {
@@ -133,7 +155,7 @@ impl NatsServer {
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port.port())
+        Self::url_on(self.port.port())
     }
 
     /// The server's port (kept across restarts).

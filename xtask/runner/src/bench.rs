@@ -15,6 +15,7 @@ use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags};
 pub fn run(flags: &BenchFlags) -> anyhow::Result<i32> {
     match &flags.action {
         Some(BenchAction::Compare(c)) => compare(c),
+        Some(BenchAction::Startup(s)) => crate::startup::run(s),
         None => sweep(&flags.run),
     }
 }

@@ -100,6 +100,22 @@ pub enum BenchAction {
     /// Two runs side by side; exit 4 when a metric of NEW is worse than
     /// OLD's by more than the threshold (or NEW has more failures).
     Compare(BenchCompareFlags),
+    /// How long a routed mocker stack (NATS, etcd, KV-routed frontend, N
+    /// mockers) takes to be ready and to stop, against the floor of its
+    /// critical path: each process alone, with what it needs already up.
+    /// Prints the medians and keeps them for `up` to compare against.
+    Startup(StartupFlags),
+}
+
+/// `bench startup`.
+#[derive(Debug, clap::Args)]
+pub struct StartupFlags {
+    /// Rounds (floor, then stack, each round); medians are reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rounds: u16,
+    /// Mockers in the stack.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
 }
 
 /// `bench compare`.

@@ -7,6 +7,7 @@ mod flags;
 mod hold;
 mod progress;
 mod provenance;
+mod startup;
 mod up;
 
 use clap::Parser;

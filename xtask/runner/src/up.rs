@@ -25,9 +25,16 @@ pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
         .event_plane(flags.event_plane);
         let builder = builder.speedup(flags.speedup_ratio);
         println!("up: starting {:?} with {} worker(s) …", flags.topology, builder.worker_count());
+        let default_shape = matches!(flags.topology, Shape::Routed)
+            && mode == testbed_dynamo::RouterMode::Kv
+            && flags.discovery == testbed_dynamo::DiscoveryKind::Etcd
+            && flags.event_plane == testbed_dynamo::EventPlaneKind::NatsCore;
+        let started = std::time::Instant::now();
         let topology = builder.start(&ctx).await?;
+        let ready = started.elapsed().as_secs_f64();
         let url = topology.frontend.url().to_owned();
-        println!("\nup: ready. The model `{}` is served at {url}", topology.model_name());
+        println!("\nup: ready in {ready:.2} s{}", against_floor(ready, default_shape, flags.workers));
+        println!("The model `{}` is served at {url}", topology.model_name());
         println!("  curl -s {url}/v1/models");
         println!(
             "  curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}],\"max_tokens\":16}}'",
@@ -60,8 +67,24 @@ pub fn run(flags: &UpFlags) -> anyhow::Result<i32> {
             }
         }
         println!("up: stopping …");
-        drop(topology);
-        println!("up: stopped; nothing of it runs any more");
+        let took = testbed_dynamo::startup::stop(topology);
+        println!("up: stopped in {:.2} s; nothing of it runs any more", took.as_secs_f64());
         anyhow::Ok(0)
     })
+}
+
+/// `" (floor 0.90 s, 1.09x)"` when the latest `bench startup` measured the
+/// floor of this shape; how to measure it otherwise.
+fn against_floor(ready_s: f64, default_shape: bool, workers: usize) -> String {
+    if !default_shape {
+        return String::new();
+    }
+    match testbed_dynamo::startup::Medians::latest() {
+        Some(m) if m.floor.workers == workers => format!(
+            " (floor {:.2} s by `cargo xtask bench startup`: {:.2}x)",
+            m.floor.ready_s(),
+            ready_s / m.floor.ready_s()
+        ),
+        _ => " (measure its floor with `cargo xtask bench startup`)".to_owned(),
+    }
 }

@@ -18,6 +18,15 @@ pub enum ProcessError {
         /// What to do about it, when known.
         hint: String,
     },
+    /// What it needs before a spawn is missing or wrong (its binary is not
+    /// provisioned, an argument is impossible).
+    #[error("cannot start {name}: {reason}")]
+    Setup {
+        /// The process's name.
+        name: String,
+        /// What is missing or wrong, and what to do.
+        reason: String,
+    },
     /// The process exited before it was ready.
     #[error("{name} exited with {status} before it was ready (`{command}`); last lines of {log}:\n{tail}")]
     ExitedEarly {
