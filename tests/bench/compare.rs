@@ -32,7 +32,7 @@ async fn run(server: &LoopbackSseServer, dir: &std::path::Path) -> anyhow::Resul
         tokens: 1,
         prompts: vec!["hello".into()],
     }));
-    let points = sweep(&spec, &workload, Arc::new(Quiet)).await;
+    let points = sweep(&spec, &workload, Arc::new(Quiet)).await?;
     anyhow::ensure!(
         points
             .iter()
@@ -76,10 +76,10 @@ fn compare_passes_an_unchanged_rerun_and_flags_a_planted_regression() {
         let cmp = compare_with_floor(&old, &slow, THRESHOLD_PCT, MIN_DELTA_MS);
         let table = cmp.table();
         println!("{table}");
-        let flagged: BTreeSet<(usize, &str)> = cmp
+        let flagged: BTreeSet<(String, &str)> = cmp
             .regressions()
             .iter()
-            .map(|r| (r.concurrency, r.metric))
+            .map(|r| (r.load.clone(), r.metric))
             .collect();
         // On a machine this busy, one metric or another drowns in noise
         // now and then; the regression still shows in both kinds.

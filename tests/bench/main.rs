@@ -4,4 +4,5 @@
 
 mod compare;
 mod generator;
+mod routers;
 mod smoke;

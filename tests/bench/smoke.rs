@@ -33,13 +33,16 @@ fn bench_command_sweeps_a_real_topology_and_writes_sane_results_and_charts() {
             out.status
         );
         assert!(
-            stderr.contains("bench: concurrency 2: 10/10 ok"),
+            stderr.contains("bench: c=2: 10/10 ok"),
             "progress is printed per point: {stderr}"
         );
 
         let back = BenchResults::read(&dir)?;
         assert_eq!(back.points.len(), 2);
-        assert_eq!(back.topology, "2 mocker(s), kv router, speedup 10");
+        assert_eq!(
+            back.topology,
+            "2 mocker(s), kv router, speedup 10; uniform 64 tokens"
+        );
         assert_eq!(
             back.pins.get("ai-dynamo").map(String::as_str),
             Some("1.6.1")
@@ -92,6 +95,101 @@ fn bench_command_sweeps_a_real_topology_and_writes_sane_results_and_charts() {
             assert_eq!(p.ttft_ms.count, 10);
             assert_eq!(p.itl_ms.count, 10 * 15, "{why}");
         }
+        Ok(())
+    });
+}
+
+/// Runs the runner's `bench` with `args` into `dir` and reads the results.
+fn bench(
+    ctx: &testbed_harness::TestContext,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> anyhow::Result<BenchResults> {
+    let out = Command::new(testbed_tests::runner_binary()?)
+        .arg("bench")
+        .args(args)
+        .args(["--rounds", "1", "--out"])
+        .arg(dir)
+        .current_dir(&testbed_harness::Layout::from_env().repo_root)
+        .env("TESTBED_RUN_ID", ctx.run_id().as_str())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "bench {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    BenchResults::read(dir)
+}
+
+/// A Mooncake trace is replayed at its own timestamps (sped up), and an
+/// open-loop sweep offers Poisson arrivals at each `--rate`.
+#[test]
+fn trace_replay_keeps_the_timestamps_and_rates_are_offered_open_loop() {
+    run_test(|ctx| async move {
+        let trace = bench(
+            &ctx,
+            &ctx.subdir("trace")?,
+            &[
+                "--workload",
+                "trace",
+                "--trace",
+                "tests/data/mooncake-sample.jsonl",
+                "--trace-speed",
+                "4",
+            ],
+        )?;
+        let [point] = &trace.points[..] else {
+            panic!("a replay is one point: {:#?}", trace.points);
+        };
+        assert_eq!(
+            (point.completed, point.failed, point.load().as_str()),
+            (60, 0, "trace")
+        );
+        // The sample's last request is sent at 4622 ms: 1.16 s at speed 4.
+        assert!(
+            point.duration_s >= 4.622 / 4.0,
+            "the replay waited for each timestamp: {} s",
+            point.duration_s
+        );
+        assert!(
+            point.input_tokens_min < point.input_tokens_max,
+            "the trace's lengths vary"
+        );
+
+        let rates = bench(
+            &ctx,
+            &ctx.subdir("rates")?,
+            &[
+                "--workload",
+                "shared-prefix",
+                "--rate",
+                "20,40",
+                "--requests",
+                "20",
+                "--isl",
+                "64",
+                "--osl",
+                "8",
+            ],
+        )?;
+        assert!(
+            rates
+                .topology
+                .ends_with("shared prefix: 8 groups, 58 of 64 tokens shared"),
+            "{}",
+            rates.topology
+        );
+        let loads: Vec<String> = rates.points.iter().map(|p| p.load()).collect();
+        assert_eq!(loads, ["20 req/s", "40 req/s"]);
+        // 20 arrivals at 20/s take 0.95 s on average; a closed loop would
+        // send them all in a fraction of that.
+        assert!(rates.points[0].duration_s > 0.4, "{:#?}", rates.points[0]);
+        assert!(rates
+            .points
+            .iter()
+            .all(|p| p.completed == 20 && p.failed == 0));
         Ok(())
     });
 }

@@ -138,3 +138,29 @@ fn unusable_data_dir_is_quoted_and_left_alone() {
         Ok(())
     });
 }
+
+/// A new cluster in a directory an earlier one used (a rerun under the same
+/// run id, a retried bring-up) starts empty: the earlier cluster's keys, and
+/// with them its workers' leased registrations, do not come back.
+#[test]
+fn a_new_cluster_in_a_used_directory_starts_empty() {
+    run_test(|ctx| async move {
+        let dir = ctx.subdir("etcd")?;
+        {
+            let mut first = EtcdCluster::start_in(&dir, "etcd", 1).await?;
+            first
+                .client()
+                .await?
+                .put("v1/instances/stale", "x", None)
+                .await?;
+            first.stop_member(0).await;
+        }
+        assert!(
+            dir.join("etcd-data").exists(),
+            "the first cluster left its data"
+        );
+        let second = EtcdCluster::start_in(&dir, "etcd", 1).await?;
+        assert_eq!(second.keys("v1/").await?, Vec::<String>::new());
+        Ok(())
+    });
+}

@@ -160,7 +160,7 @@ fn missing_binary_names_the_install_command() {
         let err = NatsServer::start(&ctx, NatsMode::Core).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TESTBED_NATS_SERVER=/nonexistent/nats-server does not name a file; unset it or point it at a nats-server 2.15.1"
+            "cannot start nats: TESTBED_NATS_SERVER=/nonexistent/nats-server does not name a file; unset it or point it at a nats-server 2.15.1"
         );
         unsafe { std::env::remove_var("TESTBED_NATS_SERVER") };
         Ok(())

@@ -170,6 +170,21 @@ impl EtcdCluster {
                 process: None,
             })
             .collect();
+        // A new cluster starts empty: a data directory left by an earlier
+        // cluster in the same log directory (a rerun under the same run id,
+        // a retried bring-up) would bring back its members and its leased
+        // keys, whose stale instances a frontend would wait out.
+        for m in &members {
+            if m.data_dir.is_dir() {
+                std::fs::remove_dir_all(&m.data_dir).map_err(|e| ProcessError::Setup {
+                    name: m.name.clone(),
+                    reason: format!(
+                        "cannot clear {} for a new cluster: {e}",
+                        m.data_dir.display()
+                    ),
+                })?;
+            }
+        }
         let mut cluster = EtcdCluster {
             binary,
             log_dir: dir.to_owned(),

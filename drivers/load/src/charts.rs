@@ -61,12 +61,38 @@ fn label(runs: &[BenchResults], run: &BenchResults, what: &str) -> String {
     }
 }
 
+/// A point's place on the x axis: its offered rate (open loop), or its
+/// concurrency as log2 (closed loop).
+fn x_of(p: &PointResult) -> f64 {
+    match p.offered_rate {
+        Some(rate) => rate,
+        None => (p.concurrency.max(1) as f64).log2(),
+    }
+}
+
 fn by_concurrency(run: &BenchResults, f: impl Fn(&PointResult) -> f64) -> Vec<(f64, f64)> {
     run.points
         .iter()
         .filter(|p| p.completed > 0)
-        .map(|p| ((p.concurrency.max(1) as f64).log2(), f(p)))
+        .map(|p| (x_of(p), f(p)))
         .collect()
+}
+
+/// The x axis of `runs`' load charts: (what it is, whether log2).
+fn load_axis(runs: &[BenchResults]) -> (&'static str, &'static str, bool) {
+    let open = runs
+        .iter()
+        .flat_map(|r| &r.points)
+        .any(|p| p.offered_rate.is_some());
+    if open {
+        (
+            "offered rate",
+            "offered rate (requests/s, Poisson arrivals)",
+            false,
+        )
+    } else {
+        ("concurrency", "concurrency (requests in flight)", true)
+    }
 }
 
 fn latency_series(runs: &[BenchResults], pick: fn(&PointResult) -> &Summary) -> Vec<Series> {
@@ -86,6 +112,7 @@ fn latency_series(runs: &[BenchResults], pick: fn(&PointResult) -> &Summary) -> 
 }
 
 fn charts(runs: &[BenchResults]) -> Vec<Chart> {
+    let (x_name, x_desc, x_log2) = load_axis(runs);
     let subtitle = runs
         .first()
         .map(|r| {
@@ -98,10 +125,10 @@ fn charts(runs: &[BenchResults]) -> Vec<Chart> {
     vec![
         Chart {
             file: "throughput",
-            title: format!("Throughput vs concurrency{subtitle}"),
-            x_desc: "concurrency (requests in flight)",
+            title: format!("Throughput vs {x_name}{subtitle}"),
+            x_desc,
             y_desc: "output tokens/s",
-            x_log2: true,
+            x_log2,
             series: runs
                 .iter()
                 .map(|r| Series {
@@ -121,19 +148,19 @@ fn charts(runs: &[BenchResults]) -> Vec<Chart> {
         },
         Chart {
             file: "ttft",
-            title: format!("Time to first token vs concurrency{subtitle}"),
-            x_desc: "concurrency (requests in flight)",
+            title: format!("Time to first token vs {x_name}{subtitle}"),
+            x_desc,
             y_desc: "TTFT (ms)",
-            x_log2: true,
+            x_log2,
             series: latency_series(runs, |p| &p.ttft_ms),
             secondary: None,
         },
         Chart {
             file: "itl",
-            title: format!("Inter-token latency vs concurrency{subtitle}"),
-            x_desc: "concurrency (requests in flight)",
+            title: format!("Inter-token latency vs {x_name}{subtitle}"),
+            x_desc,
             y_desc: "ITL (ms)",
-            x_log2: true,
+            x_log2,
             series: latency_series(runs, |p| &p.itl_ms),
             secondary: None,
         },

@@ -17,8 +17,8 @@ use crate::stats::PointResult;
 /// One metric at one concurrency in both runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricDelta {
-    /// The point's concurrency.
-    pub concurrency: usize,
+    /// The point's load (`c=16`, `32 req/s`).
+    pub load: String,
     /// The metric's name (`request_rate`, `ttft_p50_ms`, …).
     pub metric: &'static str,
     /// Its value in the old run.
@@ -46,8 +46,8 @@ pub struct Comparison {
     pub min_delta_ms: f64,
     /// Every metric of every shared concurrency.
     pub rows: Vec<MetricDelta>,
-    /// Concurrencies only one of the runs has.
-    pub unmatched: Vec<usize>,
+    /// Loads only one of the runs has.
+    pub unmatched: Vec<String>,
 }
 
 /// A metric: its name, its value, and whether higher is better.
@@ -82,8 +82,8 @@ pub fn compare_with_floor(
     let mut rows = Vec::new();
     let mut unmatched = Vec::new();
     for o in &old.points {
-        let Some(n) = new.points.iter().find(|n| n.concurrency == o.concurrency) else {
-            unmatched.push(o.concurrency);
+        let Some(n) = new.points.iter().find(|n| n.same_load(o)) else {
+            unmatched.push(o.load());
             continue;
         };
         for (metric, value, higher_better) in METRICS {
@@ -113,7 +113,7 @@ pub fn compare_with_floor(
                 big_enough && beyond_noise && worse_pct.is_some_and(|w| w > threshold_pct)
             };
             rows.push(MetricDelta {
-                concurrency: o.concurrency,
+                load: o.load(),
                 metric,
                 old: ov,
                 new: nv,
@@ -126,8 +126,8 @@ pub fn compare_with_floor(
     unmatched.extend(
         new.points
             .iter()
-            .map(|p| p.concurrency)
-            .filter(|c| !old.points.iter().any(|o| o.concurrency == *c)),
+            .filter(|n| !old.points.iter().any(|o| o.same_load(n)))
+            .map(PointResult::load),
     );
     Comparison {
         threshold_pct,
@@ -171,8 +171,8 @@ impl Comparison {
     /// A side-by-side table; regressions are marked `REGRESSED`.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:>5}  {:<18} {:>12} {:>12} {:>9} {:>8}\n",
-            "conc", "metric", "old", "new", "worse", "noise"
+            "{:>12}  {:<18} {:>12} {:>12} {:>9} {:>8}\n",
+            "load", "metric", "old", "new", "worse", "noise"
         );
         for r in &self.rows {
             let worse = r
@@ -183,8 +183,8 @@ impl Comparison {
                 .map_or_else(|| "-".to_owned(), |n| format!("{n:.1}%"));
             let _ = writeln!(
                 out,
-                "{:>5}  {:<18} {:>12.3} {:>12.3} {:>9} {:>8}{}",
-                r.concurrency,
+                "{:>12}  {:<18} {:>12.3} {:>12.3} {:>9} {:>8}{}",
+                r.load,
                 r.metric,
                 r.old,
                 r.new,
@@ -196,7 +196,7 @@ impl Comparison {
         if !self.unmatched.is_empty() {
             let _ = writeln!(
                 out,
-                "concurrencies in only one run (not compared): {:?}",
+                "loads in only one run (not compared): {:?}",
                 self.unmatched
             );
         }

@@ -51,8 +51,12 @@ pub struct BenchSpec {
     /// Output tokens per request, forced with `ignore_eos` and
     /// `min_tokens`.
     pub output_tokens: u32,
-    /// The concurrencies of the sweep, in order.
+    /// The concurrencies of the sweep, in order (closed loop).
     pub concurrencies: Vec<usize>,
+    /// Request rates to sweep instead, in order: open loop, Poisson
+    /// arrivals (requests/s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<f64>,
     /// Requests per point and round.
     pub requests_per_point: usize,
     /// Rounds of the sweep: every point is measured once per round, the
@@ -87,6 +91,7 @@ impl BenchSpec {
             input_tokens: 128,
             output_tokens: 32,
             concurrencies: vec![1, 2, 4, 8, 16, 32, 64],
+            rates: Vec::new(),
             requests_per_point: 200,
             rounds: 1,
             stream: true,
@@ -298,6 +303,47 @@ pub async fn run_point(
     (point, records)
 }
 
+/// One open-loop point: `spec.requests_per_point` jobs of `workload` from
+/// `offset` on, sent at the arrivals of a Poisson process of `rate`
+/// requests per second (seeded by `offset`), however many are in flight.
+pub async fn run_rate_point(
+    spec: &BenchSpec,
+    workload: &Workload,
+    rate: f64,
+    offset: usize,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<(PointResult, Vec<RequestRecord>)> {
+    let arrivals = crate::arrivals::poisson(rate, spec.requests_per_point, offset as u64)?;
+    let jobs: Vec<Job> = workload
+        .jobs(offset, spec.requests_per_point)
+        .into_iter()
+        .zip(arrivals)
+        .map(|(job, at)| Job {
+            at: Some(at),
+            ..job
+        })
+        .collect();
+    let (records, took) = run(spec, Arc::new(jobs), Dispatch::Open, observer.clone()).await;
+    let point = PointResult {
+        offered_rate: Some(rate),
+        ..PointResult::aggregate(0, &records, took.as_secs_f64())
+    };
+    observer.point(&point);
+    Ok((point, records))
+}
+
+/// A trace replayed: every job at its own arrival time (`Job::at`).
+pub async fn replay(
+    spec: &BenchSpec,
+    jobs: Vec<Job>,
+    observer: Arc<dyn Observer>,
+) -> (PointResult, Vec<RequestRecord>) {
+    let (records, took) = run(spec, Arc::new(jobs), Dispatch::Open, observer.clone()).await;
+    let point = PointResult::aggregate(0, &records, took.as_secs_f64());
+    observer.point(&point);
+    (point, records)
+}
+
 /// Runs every point of `spec`, round after round, each request with a job
 /// of its own (round `r`, point `k` starts at job
 /// `(r * points + k) * requests_per_point`). With more than one round a
@@ -307,37 +353,49 @@ pub async fn sweep(
     spec: &BenchSpec,
     workload: &Workload,
     observer: Arc<dyn Observer>,
-) -> Vec<PointResult> {
+) -> anyhow::Result<Vec<PointResult>> {
     let rounds = spec.rounds.max(1);
-    let points = spec.concurrencies.len();
+    let open = !spec.rates.is_empty();
+    let points = if open {
+        spec.rates.len()
+    } else {
+        spec.concurrencies.len()
+    };
     let mut records: Vec<Vec<RequestRecord>> = vec![Vec::new(); points];
     let mut per_round: Vec<Vec<PointResult>> = vec![Vec::new(); points];
     for round in 0..rounds {
         if rounds > 1 {
             observer.round(round + 1, rounds);
         }
-        for (k, &c) in spec.concurrencies.iter().enumerate() {
+        for k in 0..points {
             let offset = (round * points + k) * spec.requests_per_point;
-            let (point, recs) = run_point(spec, workload, c, offset, observer.clone()).await;
+            let (point, recs) = if open {
+                run_rate_point(spec, workload, spec.rates[k], offset, observer.clone()).await?
+            } else {
+                let c = spec.concurrencies[k];
+                run_point(spec, workload, c, offset, observer.clone()).await
+            };
             per_round[k].push(point);
             records[k].extend(recs);
         }
     }
-    spec.concurrencies
-        .iter()
-        .zip(per_round)
+    Ok(per_round
+        .into_iter()
         .zip(records)
-        .map(|((&c, mut rounds_of_point), records)| {
+        .map(|(mut rounds_of_point, records)| {
             if rounds_of_point.len() == 1 {
                 return rounds_of_point.remove(0);
             }
             let duration = rounds_of_point.iter().map(|p| p.duration_s).sum();
+            let first = &rounds_of_point[0];
+            let (concurrency, offered_rate) = (first.concurrency, first.offered_rate);
             PointResult {
                 rounds: rounds_of_point,
-                ..PointResult::aggregate(c, &records, duration)
+                offered_rate,
+                ..PointResult::aggregate(concurrency, &records, duration)
             }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

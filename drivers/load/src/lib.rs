@@ -8,15 +8,21 @@
 //! load, the tokenizer that counts prompt tokens and where the numbers came
 //! from are given by the caller.
 
+pub mod arrivals;
 pub mod charts;
 pub mod client;
 pub mod companion;
 pub mod compare;
 pub mod engine;
 pub mod loopback;
+pub mod mooncake;
 pub mod prompts;
 pub mod request;
 pub mod results;
+mod rng;
+pub mod router_comparison;
+pub mod sessions;
+pub mod shared_prefix;
 pub mod sse;
 pub mod stats;
 pub mod workload;
@@ -29,6 +35,8 @@ pub use loopback::{LoopbackSseServer, SseServerConfig};
 pub use prompts::{CountWith, PromptSet, TokenCounter};
 pub use request::{ErrorKind, RequestRecord};
 pub use results::{BenchResults, HostInfo, Provenance};
+pub use sessions::Sessions;
+pub use shared_prefix::SharedPrefix;
 pub use stats::{PointResult, Summary};
 pub use workload::{Job, Workload};
 

@@ -4,6 +4,8 @@
 //! at a time until the count is exact. Deterministic per seed, distinct per
 //! seed, so that prefix caches see no shared prefix beyond chance.
 
+use crate::rng::Rng;
+
 /// Counts the tokens of a text (no special tokens added).
 pub trait TokenCounter {
     /// The number of tokens of `text`.
@@ -58,42 +60,23 @@ impl PromptSet {
     }
 }
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e3779b97f4a7c15) | 1)
+/// A made-up word of 2 to 4 syllables.
+fn word(rng: &mut Rng) -> String {
+    const SYLLABLES: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "we", "zu", "pe", "do", "bri", "sto",
+        "gla", "fen",
+    ];
+    let mut w = String::new();
+    for _ in 0..(2 + rng.next() % 3) {
+        w.push_str(SYLLABLES[(rng.next() % SYLLABLES.len() as u64) as usize]);
     }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn word(&mut self) -> String {
-        const SYLLABLES: [&str; 16] = [
-            "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "we", "zu", "pe", "do", "bri", "sto",
-            "gla", "fen",
-        ];
-        let mut w = String::new();
-        for _ in 0..(2 + self.next() % 3) {
-            w.push_str(SYLLABLES[(self.next() % SYLLABLES.len() as u64) as usize]);
-        }
-        w
-    }
-
-    fn letter(&mut self) -> char {
-        (b'a' + (self.next() % 26) as u8) as char
-    }
+    w
 }
 
 /// `n` made-up words from `seed`, separated by spaces.
 pub fn words(seed: u64, n: usize) -> String {
     let mut rng = Rng::new(seed);
-    (0..n).map(|_| rng.word()).collect::<Vec<_>>().join(" ")
+    (0..n).map(|_| word(&mut rng)).collect::<Vec<_>>().join(" ")
 }
 
 /// One prompt of exactly `target` tokens.
@@ -108,7 +91,7 @@ pub fn exact_prompt(
     for attempt in 0..16u64 {
         let mut rng = Rng::new(seed.wrapping_add(attempt.wrapping_mul(0x1000_0000)));
         // Enough words to exceed the target (a word is at least one token).
-        let pool: Vec<String> = (0..target + 1).map(|_| rng.word()).collect();
+        let pool: Vec<String> = (0..target + 1).map(|_| word(&mut rng)).collect();
         let text = |k: usize| pool[..k].join(" ");
         // The longest prefix of words that stays within the target.
         let (mut lo, mut hi) = (0usize, pool.len());

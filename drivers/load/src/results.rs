@@ -61,7 +61,7 @@ pub struct BenchResults {
     pub pins: BTreeMap<String, String>,
     /// The machine.
     pub host: HostInfo,
-    /// One result per concurrency, in sweep order.
+    /// One result per load (concurrency or rate), in sweep order.
     pub points: Vec<PointResult>,
 }
 
@@ -129,7 +129,7 @@ impl BenchResults {
     /// One row per point; latencies in ms, rates per second.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "concurrency,requests,completed,failed,duration_s,request_rate,output_token_rate,input_tokens_mean",
+            "concurrency,offered_rate,requests,completed,failed,duration_s,request_rate,output_token_rate,input_tokens_mean",
         );
         for m in ["ttft", "itl", "e2e"] {
             for s in ["mean", "p50", "p90", "p99"] {
@@ -140,8 +140,9 @@ impl BenchResults {
         for p in &self.points {
             let _ = write!(
                 out,
-                "{},{},{},{},{:.4},{:.3},{:.3},{:.1}",
+                "{},{},{},{},{},{:.4},{:.3},{:.3},{:.1}",
                 p.concurrency,
+                p.offered_rate.map_or(String::new(), |r| r.to_string()),
                 p.requests,
                 p.completed,
                 p.failed,
@@ -162,8 +163,8 @@ impl BenchResults {
     /// A table of the points for a terminal.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:>5} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10}  errors\n",
-            "conc",
+            "{:>12} {:>9} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10}  errors\n",
+            "load",
             "req/s",
             "tok/s",
             "TTFT p50",
@@ -177,8 +178,8 @@ impl BenchResults {
         for p in &self.points {
             let _ = writeln!(
                 out,
-                "{:>5} {:>9.1} {:>9.0} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>7.2}ms {:>7.1}ms {:>8.1}ms {:>10}  {}",
-                p.concurrency,
+                "{:>12} {:>9.1} {:>9.0} {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>7.2}ms {:>7.1}ms {:>8.1}ms {:>10}  {}",
+                p.load(),
                 p.request_rate,
                 p.output_token_rate,
                 p.ttft_ms.p50,

@@ -55,8 +55,12 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// One point of a sweep: what was asked, what came back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PointResult {
-    /// Requests in flight at once.
+    /// Requests in flight at once (closed loop); 0 for an open-loop point.
     pub concurrency: usize,
+    /// The offered Poisson rate of an open-loop point, requests/s; `None`
+    /// for a closed-loop point or a trace replayed at its own times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
     /// Requests sent.
     pub requests: usize,
     /// Requests that delivered every token.
@@ -94,6 +98,20 @@ pub struct PointResult {
 }
 
 impl PointResult {
+    /// The point's load in words: `c=16`, `32 req/s`, `trace`.
+    pub fn load(&self) -> String {
+        match (self.offered_rate, self.concurrency) {
+            (Some(rate), _) => format!("{rate} req/s"),
+            (None, 0) => "trace".to_owned(),
+            (None, c) => format!("c={c}"),
+        }
+    }
+
+    /// Whether `other` is the same load (for comparisons).
+    pub fn same_load(&self, other: &PointResult) -> bool {
+        self.concurrency == other.concurrency && self.offered_rate == other.offered_rate
+    }
+
     /// Aggregates the records of one point that took `duration_s`.
     pub fn aggregate(
         concurrency: usize,
@@ -118,6 +136,7 @@ impl PointResult {
         };
         PointResult {
             concurrency,
+            offered_rate: None,
             requests: records.len(),
             completed: ok.len(),
             failed: records.len() - ok.len(),

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use testbed_dynamo::{TinyModel, TopologyBuilder};
+use testbed_dynamo::{MockerOptions, TinyModel, TopologyBuilder};
 use testbed_harness::{Layout, RunId, TestContext};
-use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint, PromptSet, Workload};
+use testbed_load::{BenchResults, BenchSpec, ConnectionMode, Endpoint};
 
-use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags};
+use crate::flags::{BenchAction, BenchCompareFlags, BenchFlags, BenchRunFlags, WorkloadKind};
 
 /// Runs the subcommand; the exit code is 1 when `compare` finds a
 /// regression.
@@ -16,6 +16,7 @@ pub fn run(flags: &BenchFlags) -> anyhow::Result<i32> {
     match &flags.action {
         Some(BenchAction::Compare(c)) => compare(c),
         Some(BenchAction::Startup(s)) => crate::startup::run(s),
+        Some(BenchAction::Routers(r)) => crate::routers::run(r),
         None => sweep(&flags.run),
     }
 }
@@ -61,7 +62,12 @@ fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
         },
         input_tokens: flags.isl,
         output_tokens: flags.osl,
-        concurrencies: flags.concurrency.clone(),
+        concurrencies: if flags.rate.is_empty() {
+            flags.concurrency.clone()
+        } else {
+            Vec::new()
+        },
+        rates: flags.rate.clone(),
         requests_per_point: flags.requests,
         rounds: usize::from(flags.rounds),
         stream: !flags.no_stream,
@@ -75,12 +81,55 @@ fn spec_of(flags: &BenchRunFlags, url: &str) -> BenchSpec {
     }
 }
 
-fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
-    anyhow::ensure!(
-        !flags.concurrency.is_empty() && flags.concurrency.iter().all(|&c| c > 0),
-        "--concurrency needs one or more positive numbers"
+/// The topology a bench starts when no `--url` is given.
+pub fn topology_of(flags: &BenchRunFlags) -> (TopologyBuilder, String) {
+    let mocker = MockerOptions {
+        speedup_ratio: flags.speedup_ratio,
+        num_gpu_blocks: flags.mocker_kv_blocks,
+        ..MockerOptions::default()
+    };
+    let builder = TopologyBuilder::routed(flags.workers.max(1), flags.router_mode)
+        .mocker(mocker)
+        .model_name(&flags.model)
+        .frontend_args(flags.frontend_args.iter());
+    let mut description = format!(
+        "{} mocker(s), {} router, speedup {}",
+        builder.worker_count(),
+        flags.router_mode.as_arg(),
+        flags.speedup_ratio
     );
+    if let Some(blocks) = flags.mocker_kv_blocks {
+        description.push_str(&format!(", {blocks} KV blocks each"));
+    }
+    if !flags.frontend_args.is_empty() {
+        description.push_str(&format!(", frontend {}", flags.frontend_args.join(" ")));
+    }
+    (builder, description)
+}
+
+/// Checks the sweep's points are well formed.
+fn check(flags: &BenchRunFlags) -> anyhow::Result<()> {
     anyhow::ensure!(flags.requests > 0, "--requests must be positive");
+    if flags.workload.kind == WorkloadKind::Trace {
+        return Ok(());
+    }
+    if flags.rate.is_empty() {
+        anyhow::ensure!(
+            !flags.concurrency.is_empty() && flags.concurrency.iter().all(|&c| c > 0),
+            "--concurrency needs one or more positive numbers"
+        );
+    } else {
+        anyhow::ensure!(
+            flags.rate.iter().all(|r| r.is_finite() && *r > 0.0),
+            "--rate needs positive requests/s, got {:?}",
+            flags.rate
+        );
+    }
+    Ok(())
+}
+
+fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
+    check(flags)?;
     testbed_harness::signals::handle_signals_manually();
     let run_id = RunId::fresh("bench");
     let out = flags.out.clone().unwrap_or_else(|| {
@@ -91,17 +140,13 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             .join(run_id.as_str())
     });
     let tokenizer = TinyModel::ensure()?.tokenizer()?;
-    let prompt_count = flags.concurrency.len() * flags.requests * usize::from(flags.rounds);
-    println!(
-        "bench: making {prompt_count} prompts of exactly {} tokens …",
-        flags.isl
-    );
-    let workload = Workload::Prompts(Arc::new(PromptSet::generate(
-        &tokenizer,
-        flags.isl,
-        prompt_count,
-        1,
-    )?));
+    let points = if flags.rate.is_empty() {
+        flags.concurrency.len()
+    } else {
+        flags.rate.len()
+    };
+    let job_count = points * flags.requests * usize::from(flags.rounds);
+    let made = crate::workloads::make(flags, &tokenizer, job_count)?;
     // One thread: the load generator measures on one core and leaves the
     // others to the deployment.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -115,15 +160,7 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
             Some(url) => (url.clone(), format!("existing deployment at {url}")),
             None => {
                 ctx = TestContext::new("bench")?;
-                let builder = TopologyBuilder::routed(flags.workers.max(1), flags.router_mode)
-                    .speedup(flags.speedup_ratio)
-                    .model_name(&flags.model);
-                let description = format!(
-                    "{} mocker(s), {} router, speedup {}",
-                    builder.worker_count(),
-                    flags.router_mode.as_arg(),
-                    flags.speedup_ratio
-                );
+                let (builder, description) = topology_of(flags);
                 println!(
                     "bench: starting {description} (logs: {}) …",
                     ctx.dir().display()
@@ -134,25 +171,41 @@ fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
                 (url, description)
             }
         };
-        let spec = spec_of(flags, &url);
-        println!(
-            "bench: {} in / {} out tokens, {} requests per point in each of {} round(s), concurrency {:?} against {}",
-            spec.input_tokens,
-            spec.output_tokens,
-            spec.requests_per_point,
-            spec.rounds,
-            spec.concurrencies,
-            spec.url
-        );
-        let points = tokio::select! {
-            points = testbed_load::sweep(&spec, &workload, Arc::new(crate::progress::Printer::new())) => points,
-            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology is stopped"),
+        let mut spec = spec_of(flags, &url);
+        let observer = Arc::new(crate::progress::Printer::new());
+        let (points, what) = match made {
+            crate::workloads::Made::Sweep(workload, what) => {
+                let load = if spec.rates.is_empty() {
+                    format!("concurrency {:?}", spec.concurrencies)
+                } else {
+                    format!("Poisson rates {:?} req/s", spec.rates)
+                };
+                println!(
+                    "bench: {what}, {} out tokens, {} requests per point in each of {} round(s), {load} against {}",
+                    spec.output_tokens, spec.requests_per_point, spec.rounds, spec.url
+                );
+                let points = tokio::select! {
+                    points = testbed_load::sweep(&spec, &workload, observer) => points?,
+                    _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology is stopped"),
+                };
+                (points, what)
+            }
+            crate::workloads::Made::Trace(jobs, what) => {
+                spec.concurrencies = Vec::new();
+                spec.requests_per_point = jobs.len();
+                println!("bench: {what}: {} requests against {}", jobs.len(), spec.url);
+                let (point, _) = tokio::select! {
+                    point = testbed_load::engine::replay(&spec, jobs, observer) => point,
+                    _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; the topology is stopped"),
+                };
+                (vec![point], what)
+            }
         };
         drop(topology);
         anyhow::Ok(BenchResults::new(
             run_id.as_str(),
             spec,
-            &description,
+            &format!("{description}; {what}"),
             points,
             crate::provenance::capture(),
         ))

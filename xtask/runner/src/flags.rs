@@ -15,6 +15,8 @@ pub struct Runner {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a Dynamo stack (frontend + mocker workers, with their NATS and
@@ -105,6 +107,70 @@ pub enum BenchAction {
     /// critical path: each process alone, with what it needs already up.
     /// Prints the medians and keeps them for `up` to compare against.
     Startup(StartupFlags),
+    /// Dynamo's headline router result, on mockers: a prefix-heavy
+    /// workload (groups of prompts sharing long prefixes, more than one
+    /// worker's KV cache holds) against KV routing, round-robin and random
+    /// in turn; TTFT and throughput charts overlaid; exit 4 unless KV
+    /// routing's TTFT p50 beats the best other router by the margin at
+    /// every point.
+    Routers(RoutersFlags),
+}
+
+/// `bench routers`.
+#[derive(Debug, clap::Args)]
+pub struct RoutersFlags {
+    /// The routers, comma-separated (kv among them).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kv,round-robin,random"
+    )]
+    pub modes: Vec<RouterMode>,
+    /// Concurrencies, comma-separated. Measured on 4 mockers: KV routing
+    /// leads while fewer requests than workers are in flight, and not once
+    /// every worker is busy (its load term then outweighs a cache hit).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub concurrency: Vec<usize>,
+    /// Requests per point.
+    #[arg(long, default_value_t = 120)]
+    pub requests: usize,
+    /// Mocker workers.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Prefix groups: more than the workers' caches hold together with
+    /// room to spare, so that only a router that keeps each group on one
+    /// worker hits the cache.
+    #[arg(long, default_value_t = 32)]
+    pub prefix_groups: usize,
+    /// Prompt tokens.
+    #[arg(long, default_value_t = 1024)]
+    pub isl: usize,
+    /// The share of a prompt its group shares.
+    #[arg(long, default_value_t = 0.9)]
+    pub prefix_ratio: f64,
+    /// Output tokens.
+    #[arg(long, default_value_t = 4)]
+    pub osl: u32,
+    /// The mockers' speedup ratio (1: a cache miss costs ~2x a hit's TTFT).
+    #[arg(long, default_value_t = 1.0)]
+    pub speedup_ratio: f64,
+    /// KV blocks per mocker (16 tokens each): room for ~9 of the 32
+    /// groups' prefixes, a little more than a worker's share of 8.
+    #[arg(long, default_value_t = 580)]
+    pub mocker_kv_blocks: u32,
+    /// How much lower KV routing's TTFT p50 must be than the best other
+    /// router's, in percent (`20%` or `20`).
+    #[arg(long, default_value = "20", value_parser = testbed_load::compare::parse_threshold)]
+    pub margin: f64,
+    /// An argument for every router's frontend, verbatim (repeatable), e.g.
+    /// `--frontend-arg=--router-kv-overlap-score-credit=0` (a planted
+    /// regression: KV routing then ignores the cache).
+    #[arg(long = "frontend-arg", allow_hyphen_values = true)]
+    pub frontend_args: Vec<String>,
+    /// Write the results here instead of target/testbed/bench/<run-id>/.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `bench startup`.
@@ -134,6 +200,49 @@ pub struct BenchCompareFlags {
     pub min_delta_ms: f64,
 }
 
+/// What a bench sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadKind {
+    /// Distinct prompts of exactly `--isl` tokens.
+    Uniform,
+    /// Prompts of `--isl` tokens sharing a prefix of `--prefix-ratio` of
+    /// them with the rest of their group (`--prefix-groups` groups, drawn
+    /// at random).
+    SharedPrefix,
+    /// Conversations of `--turns` user turns of `--isl` tokens, each turn
+    /// sent with the history so far.
+    Sessions,
+    /// A Mooncake JSONL trace (`--trace`), replayed at its own times.
+    Trace,
+}
+
+/// The workload's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkloadFlags {
+    /// The kind of workload.
+    #[arg(long = "workload", value_enum, default_value = "uniform")]
+    pub kind: WorkloadKind,
+    /// Shared-prefix groups.
+    #[arg(long, default_value_t = 8)]
+    pub prefix_groups: usize,
+    /// The share of a shared-prefix prompt that its group shares (0–1).
+    #[arg(long, default_value_t = 0.9)]
+    pub prefix_ratio: f64,
+    /// User turns per session.
+    #[arg(long, default_value_t = 4)]
+    pub turns: usize,
+    /// The Mooncake trace to replay (with `--workload trace`).
+    #[arg(long)]
+    pub trace: Option<std::path::PathBuf>,
+    /// Tokens per trace block in the replay (Mooncake's are 512; 16 scales
+    /// every length by 16/512, down to the tiny model's context).
+    #[arg(long, default_value_t = 512)]
+    pub trace_block_tokens: usize,
+    /// Replay speed: 2 sends the trace twice as fast.
+    #[arg(long, default_value_t = 1.0)]
+    pub trace_speed: f64,
+}
+
 /// The settings of a bench run.
 #[derive(Debug, clap::Args)]
 pub struct BenchRunFlags {
@@ -153,9 +262,24 @@ pub struct BenchRunFlags {
     /// The mockers' speedup ratio.
     #[arg(long, default_value_t = 10.0)]
     pub speedup_ratio: f64,
-    /// The concurrencies to sweep, comma-separated.
+    /// KV blocks per mocker (its simulated cache; 16 tokens a block).
+    #[arg(long)]
+    pub mocker_kv_blocks: Option<u32>,
+    /// An argument for the started frontend, verbatim (repeatable), e.g.
+    /// `--frontend-arg=--router-kv-overlap-score-credit=0`.
+    #[arg(long = "frontend-arg", allow_hyphen_values = true)]
+    pub frontend_args: Vec<String>,
+    /// The concurrencies to sweep, comma-separated (closed loop: each
+    /// client sends its next request when the last one is answered).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     pub concurrency: Vec<usize>,
+    /// Sweep request rates instead, comma-separated requests/s (open loop:
+    /// Poisson arrivals, sent however many are in flight).
+    #[arg(long, value_delimiter = ',', conflicts_with = "trace")]
+    pub rate: Vec<f64>,
+    /// What the prompts are.
+    #[command(flatten)]
+    pub workload: WorkloadFlags,
     /// Input tokens per prompt (by the tiny model's tokenizer).
     #[arg(long, default_value_t = 128)]
     pub isl: usize,

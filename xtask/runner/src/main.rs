@@ -7,8 +7,10 @@ mod flags;
 mod hold;
 mod progress;
 mod provenance;
+mod routers;
 mod startup;
 mod up;
+mod workloads;
 
 use clap::Parser;
 

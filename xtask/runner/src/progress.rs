@@ -50,8 +50,8 @@ impl Observer for Printer {
     fn point(&self, p: &PointResult) {
         let clear = if self.tty { "\r\x1b[2K" } else { "" };
         eprintln!(
-            "{clear}bench: concurrency {}: {}/{} ok in {:.2} s, {:.1} req/s, {:.0} tok/s, TTFT p50 {:.2} ms, ITL p50 {:.2} ms{}",
-            p.concurrency,
+            "{clear}bench: {}: {}/{} ok in {:.2} s, {:.1} req/s, {:.0} tok/s, TTFT p50 {:.2} ms, ITL p50 {:.2} ms{}",
+            p.load(),
             p.completed,
             p.requests,
             p.duration_s,
