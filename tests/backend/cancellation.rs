@@ -63,6 +63,17 @@ async fn stopped_early(url: &str, before: &Metrics, what: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// Waits until the worker runs exactly one request (the test's own).
+async fn one_running(url: &str) -> anyhow::Result<()> {
+    gauge_is(
+        url,
+        "vllm:num_requests_running",
+        1.0,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
 #[test]
 fn streaming_and_unary_disconnects_cancel_the_request_in_vllm() {
     run_test(|_ctx| async move {
@@ -75,15 +86,7 @@ fn streaming_and_unary_disconnects_cancel_the_request_in_vllm() {
             stack.client(),
             COMPLETIONS,
             long("a very long story"),
-            || async {
-                gauge_is(
-                    &url,
-                    "vllm:num_requests_running",
-                    1.0,
-                    Duration::from_secs(30),
-                )
-                .await
-            },
+            || async { one_running(&url).await },
         )
         .await?;
         assert_cancelled(&before).await?;
@@ -94,13 +97,7 @@ fn streaming_and_unary_disconnects_cancel_the_request_in_vllm() {
             .client()
             .send_unread(COMPLETIONS, &long("a long answer"))
             .await?;
-        gauge_is(
-            &url,
-            "vllm:num_requests_running",
-            1.0,
-            Duration::from_secs(30),
-        )
-        .await?;
+        one_running(&url).await?;
         request.abandon().await?;
         assert_cancelled(&before).await?;
         stopped_early(&url, before.worker(), "unary").await
@@ -116,13 +113,7 @@ fn a_queued_request_whose_client_leaves_is_cancelled_before_it_runs() {
         let first = client
             .send_unread(COMPLETIONS, &long("the one that runs"))
             .await?;
-        gauge_is(
-            &url,
-            "vllm:num_requests_running",
-            1.0,
-            Duration::from_secs(30),
-        )
-        .await?;
+        one_running(&url).await?;
         let before = Metrics::scrape(&url).await?;
         let queued = client
             .send_unread(COMPLETIONS, &long("the one that waits"))

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use futures::StreamExt;
 use testbed_dynamo::{
     DiscoveryKind, EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder,
@@ -34,12 +35,29 @@ async fn smoke(t: &Topology) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The default planes: requests over TCP (none on NATS), KV events over
+/// NATS, consumed by the KV router (its count of applied events rises).
 #[test]
 fn etcd_tcp_and_nats_events() {
     run_test(|ctx| async move {
-        let t = TopologyBuilder::aggregated().start(&ctx).await?;
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
+            .start(&ctx)
+            .await?;
         assert!(t.etcd.is_some() && t.nats.is_some());
-        smoke(&t).await
+        let metrics = t.frontend.metrics_url();
+        let mark = testbed_dynamo::metrics::kv_index_mark(&metrics).await?;
+        let subjects = nats_subjects_during(&t, smoke(&t)).await?;
+        assert!(
+            !subjects
+                .iter()
+                .any(|s| s.starts_with("dynamo_backend.generate-")),
+            "no request travelled over NATS: {subjects:?}"
+        );
+        assert!(
+            subjects.iter().any(|s| s.ends_with(".kv-events")),
+            "KV events were published on NATS: {subjects:?}"
+        );
+        testbed_dynamo::metrics::kv_indexed_since(&metrics, mark).await
     });
 }
 
@@ -56,6 +74,29 @@ fn file_discovery_with_zmq_events_needs_neither_etcd_nor_nats() {
     });
 }
 
+/// Subjects seen on the topology's NATS while `during` runs.
+async fn nats_subjects_during<F: std::future::Future<Output = anyhow::Result<()>>>(
+    t: &Topology,
+    during: F,
+) -> anyhow::Result<Vec<String>> {
+    let client = t
+        .nats
+        .as_ref()
+        .context("the topology has NATS")?
+        .client()
+        .await?;
+    let mut all = client.subscribe(">").await?;
+    client.flush().await?;
+    during.await?;
+    let mut subjects = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), all.next()).await {
+        subjects.push(msg.subject.to_string());
+    }
+    Ok(subjects)
+}
+
+/// With the NATS request plane, the request itself travels over NATS: the
+/// worker's generate endpoint is a NATS subject that carries it.
 #[test]
 fn nats_request_plane() {
     run_test(|ctx| async move {
@@ -63,18 +104,42 @@ fn nats_request_plane() {
             .request_plane(RequestPlaneKind::Nats)
             .start(&ctx)
             .await?;
-        smoke(&t).await
+        let subjects = nats_subjects_during(&t, smoke(&t)).await?;
+        println!("subjects: {subjects:?}");
+        // `smoke` sends two requests (unary and streaming); each is one
+        // message on `<namespace>_<component>.<endpoint>-<instance>`.
+        let requests = subjects
+            .iter()
+            .filter(|s| s.starts_with("dynamo_backend.generate-"))
+            .count();
+        assert_eq!(requests, 2, "each request went over NATS: {subjects:?}");
+        Ok(())
     });
 }
-
+/// With the JetStream event plane the KV router still indexes the
+/// workers' events; what JetStream holds is printed (Dynamo 1.6.1 keeps
+/// no stream there: its KV events travel on core NATS subjects).
 #[test]
 fn jetstream_enabled_event_plane() {
     run_test(|ctx| async move {
-        let t = TopologyBuilder::aggregated()
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
             .event_plane(EventPlaneKind::NatsJetStream)
             .start(&ctx)
             .await?;
-        smoke(&t).await
+        let metrics = t.frontend.metrics_url();
+        let mark = testbed_dynamo::metrics::kv_index_mark(&metrics).await?;
+        smoke(&t).await?;
+        testbed_dynamo::metrics::kv_indexed_since(&metrics, mark).await?;
+        let js = async_nats::jetstream::new(t.nats.as_ref().unwrap().client().await?);
+        let mut names = js.stream_names();
+        let mut streams = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name?;
+            let info = js.get_stream(&name).await?.info().await?.clone();
+            streams.push((name, info.state.messages));
+        }
+        println!("JetStream streams: {streams:?}");
+        Ok(())
     });
 }
 

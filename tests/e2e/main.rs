@@ -2,6 +2,7 @@
 //! CPU, driven through the drivers and verified over HTTP, NATS and etcd.
 //! One module per family of the seed.
 
+mod anthropic;
 mod disagg;
 mod discovery;
 mod frontend;
@@ -9,5 +10,6 @@ mod hermetic;
 mod metrics;
 mod planner;
 mod router;
+mod router_modes;
 
 pub use testbed_tests::{prompt, token_count};

@@ -7,7 +7,27 @@ mod harness;
 mod services;
 mod workers;
 
-use testbed_load::LoadReport;
+use std::time::Duration;
+
+use testbed_dynamo::Topology;
+use testbed_load::{Load, LoadReport, LoadSpec};
+
+/// Starts `clients` concurrent chat loops on the topology's `tiny` model for
+/// `secs` seconds.
+pub fn load_on(t: &Topology, clients: usize, secs: u64) -> Load {
+    Load::start(LoadSpec::new(
+        t.frontend.url(),
+        "tiny",
+        clients,
+        Duration::from_secs(secs),
+    ))
+}
+
+/// [`check_nothing_lost`], and no request failed either.
+pub fn check_none_failed(what: &str, report: &LoadReport) {
+    check_nothing_lost(what, report);
+    assert_eq!(report.failed_total(), 0, "{what}: {}", report.summary());
+}
 
 /// Prints the load's counts (nextest shows them) and asserts nothing was
 /// lost.

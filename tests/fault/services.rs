@@ -6,9 +6,8 @@ use std::time::Duration;
 use testbed_dynamo::{EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder};
 use testbed_harness::poll::{Check, Poll};
 use testbed_harness::run_test;
-use testbed_load::{Load, LoadSpec};
 
-use crate::check_nothing_lost;
+use crate::{check_none_failed, check_nothing_lost, load_on};
 
 /// Waits until a request succeeds again, then requires `n` in a row.
 async fn recovers(t: &Topology, n: usize, within: Duration) -> anyhow::Result<Duration> {
@@ -72,12 +71,7 @@ fn etcd_cluster_loses_each_member_in_turn_under_load() {
             .start(&ctx)
             .await?;
         for member in 0..3 {
-            let load = Load::start(LoadSpec::new(
-                t.frontend.url(),
-                "tiny",
-                2,
-                Duration::from_secs(3),
-            ));
+            let load = load_on(&t, 2, 3);
             t.etcd.as_mut().unwrap().kill_member(member).await;
             let report = load.finish().await?;
             check_nothing_lost(&format!("etcd member {member} down"), &report);
@@ -141,16 +135,8 @@ fn single_etcd_loss_is_survived_and_service_resumes_when_it_returns() {
         let took = recovers(&t, 10, Duration::from_secs(60)).await?;
         println!("requests succeed again {took:?} after etcd returned");
         t.wait_for_worker_count(2, Duration::from_secs(30)).await?;
-        let report = Load::start(LoadSpec::new(
-            t.frontend.url(),
-            "tiny",
-            2,
-            Duration::from_secs(2),
-        ))
-        .finish()
-        .await?;
-        check_nothing_lost("after etcd returned", &report);
-        assert_eq!(report.failed_total(), 0, "{}", report.summary());
+        let report = load_on(&t, 2, 2).finish().await?;
+        check_none_failed("after etcd returned", &report);
         Ok(())
     });
 }
@@ -163,16 +149,8 @@ fn frontend_restart_rediscovers_the_workers() {
             .await?;
         t.restart_frontend().await?;
         assert_eq!(t.ready_workers().await?, 2);
-        let report = Load::start(LoadSpec::new(
-            t.frontend.url(),
-            "tiny",
-            2,
-            Duration::from_secs(2),
-        ))
-        .finish()
-        .await?;
-        check_nothing_lost("after the frontend restart", &report);
-        assert_eq!(report.failed_total(), 0, "{}", report.summary());
+        let report = load_on(&t, 2, 2).finish().await?;
+        check_none_failed("after the frontend restart", &report);
         Ok(())
     });
 }

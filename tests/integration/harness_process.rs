@@ -13,11 +13,11 @@ use testbed_harness::{
 
 /// A shell leader with a `sleep` grandchild, as `(leader, grandchild)` pids.
 async fn spawn_tree(ctx: &testbed_harness::TestContext) -> anyhow::Result<(ManagedProcess, u32)> {
-    let tree = ManagedProcess::spawn(
-        ProcessSpec::new("tree", "sh", ctx.dir())
-            .arg("-c")
-            .arg("sleep 600 & echo grandchild $!; wait"),
-    )?;
+    let tree = ManagedProcess::spawn(ProcessSpec::shell(
+        "tree",
+        "sleep 600 & echo grandchild $!; wait",
+        ctx.dir(),
+    ))?;
     let grandchild = testbed_tests::grandchild_of(tree.log_path()).await?;
     Ok((tree, grandchild))
 }
@@ -50,10 +50,12 @@ fn drop_kills_the_whole_tree() {
 fn stop_escalates_to_sigkill_after_the_grace_period() {
     run_test(|ctx| async move {
         let mut stubborn = ManagedProcess::spawn(
-            ProcessSpec::new("stubborn", "sh", ctx.dir())
-                .arg("-c")
-                .arg("trap '' TERM; echo trapped; while :; do sleep 0.05; done")
-                .stop_grace(Duration::from_millis(300)),
+            ProcessSpec::shell(
+                "stubborn",
+                "trap '' TERM; echo trapped; while :; do sleep 0.05; done",
+                ctx.dir(),
+            )
+            .stop_grace(Duration::from_millis(300)),
         )?;
         stubborn
             .wait_ready(
@@ -122,11 +124,11 @@ fn readiness_timeout_names_the_probe_and_leaves_nothing() {
 #[test]
 fn early_exit_fails_fast_and_quotes_the_log() {
     run_test(|ctx| async move {
-        let mut dying = ManagedProcess::spawn(
-            ProcessSpec::new("dying", "sh", ctx.dir())
-                .arg("-c")
-                .arg("echo 'fatal: bad flag --nope' >&2; exit 3"),
-        )?;
+        let mut dying = ManagedProcess::spawn(ProcessSpec::shell(
+            "dying",
+            "echo 'fatal: bad flag --nope' >&2; exit 3",
+            ctx.dir(),
+        ))?;
         let started = Instant::now();
         let err = dying
             .wait_ready(
@@ -150,11 +152,11 @@ fn early_exit_fails_fast_and_quotes_the_log() {
 #[test]
 fn port_conflict_is_recognised() {
     run_test(|ctx| async move {
-        let mut clash = ManagedProcess::spawn(
-            ProcessSpec::new("clash", "sh", ctx.dir())
-                .arg("-c")
-                .arg("echo 'listen tcp 127.0.0.1:4222: bind: address already in use'; exit 1"),
-        )?;
+        let mut clash = ManagedProcess::spawn(ProcessSpec::shell(
+            "clash",
+            "echo 'listen tcp 127.0.0.1:4222: bind: address already in use'; exit 1",
+            ctx.dir(),
+        ))?;
         let err = clash
             .wait_ready(
                 &Probe::http_ok("http://127.0.0.1:1/"),

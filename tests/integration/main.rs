@@ -2,6 +2,7 @@
 //! One module per family.
 
 mod etcd;
+mod harness_artifacts;
 mod harness_ports;
 mod harness_process;
 mod isolated;

@@ -1,6 +1,7 @@
 //! Services shared by a run's tests: started once, joined by later users,
 //! stopped by the last one.
 
+use futures::StreamExt;
 use testbed_etcd::SharedEtcd;
 use testbed_harness::run_test;
 use testbed_nats::SharedNats;
@@ -21,10 +22,24 @@ fn shared_services_are_joined_and_namespaced() {
         kv.put(format!("{ns}/k"), "v", None).await?;
         let keys = testbed_etcd::keys_under(&mut kv, &format!("{ns}/")).await?;
         assert_eq!(keys, vec![format!("{ns}/k")]);
-        nats.client()
-            .await?
-            .publish(format!("{ns}.hello"), "x".into())
+        // A second user of the shared NATS hears what the first publishes
+        // on the test's namespace, and nothing of another namespace.
+        let listener = SharedNats::acquire().await?.client().await?;
+        let mut mine = listener.subscribe(format!("{ns}.>")).await?;
+        listener.flush().await?;
+        let talker = nats.client().await?;
+        talker
+            .publish(format!("{ns}-other.hello"), "not mine".into())
             .await?;
+        talker.publish(format!("{ns}.hello"), "x".into()).await?;
+        talker.flush().await?;
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), mine.next())
+            .await?
+            .expect("the subscription stays open");
+        assert_eq!(
+            (got.subject.as_str(), &got.payload[..]),
+            (format!("{ns}.hello").as_str(), &b"x"[..])
+        );
         Ok(())
     });
 }

@@ -19,6 +19,8 @@ pub enum Exit {
     Regression = 4,
     /// A bench run had failed requests.
     RequestsFailed = 5,
+    /// `--coverage-gate`: a component's coverage fell below its baseline.
+    CoverageBelowBaseline = 6,
     /// Stopped by Ctrl-C or a termination signal.
     Interrupted = 130,
 }
@@ -39,6 +41,7 @@ Exit codes:
   3    a prerequisite is missing and could not be provisioned (see `cargo xtask doctor`)
   4    `bench compare` found a regression
   5    a bench run had failed requests
+  6    `test --coverage-gate`: a Dynamo component's coverage is below its baseline
   130  interrupted (Ctrl-C)";
 
 /// An error that carries its exit code.

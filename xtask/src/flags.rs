@@ -1,6 +1,8 @@
 //! Every flag of `cargo xtask`, declared in one place. (`up` and `bench`
 //! are `testbed-runner`'s: their flags are declared there and passed on.)
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
@@ -89,6 +91,26 @@ pub struct TestFlags {
     /// Print the summary as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Run every Python process of the tier (Dynamo's frontends, workers
+    /// and their subprocesses) under coverage.py and report line and
+    /// branch coverage per Dynamo component: a table, plus `coverage.json`,
+    /// `components.json` and coverage.py's HTML in
+    /// `target/testbed/<run>/coverage/<tier>/`. Off by default: it slows
+    /// the Python processes down.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Measure coverage (as `--coverage`) and exit 6 when a component's
+    /// line coverage is below its baseline for the tier.
+    #[arg(long)]
+    pub coverage_gate: bool,
+    /// The baselines `--coverage-gate` checks against: per tier, per
+    /// component, a minimum line coverage in percent.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tests/coverage-baseline.toml"
+    )]
+    pub coverage_baseline: PathBuf,
     /// Arguments passed to `cargo nextest run` (after `--`), e.g. a test
     /// name filter or `-E 'test(/router/)'`.
     #[arg(last = true)]

@@ -12,6 +12,7 @@ mod bisect;
 mod bisect_dynamo;
 mod capability;
 mod cargo;
+mod coverage;
 mod doctor;
 mod exit;
 mod flags;

@@ -113,6 +113,28 @@ mod tests {
         );
     }
 
+    /// Adding an engine's env to the pins without a rule would run its tests
+    /// on machines that lack it, as failures instead of skips.
+    #[test]
+    fn every_env_of_the_pins_is_needed_by_a_rule() {
+        let pins = Pins::from_repo().unwrap();
+        let rules = load(
+            &testbed_harness::Layout::from_env()
+                .repo_root
+                .join("tests/needs.toml"),
+            &pins,
+        )
+        .unwrap();
+        for env in pins.envs.keys() {
+            let need = Need::Env(env.clone());
+            assert!(
+                rules.iter().any(|r| r.needs.contains(&need)),
+                "nix/pins.toml has env {env:?} but no rule in tests/needs.toml needs {:?}",
+                need.name()
+            );
+        }
+    }
+
     #[test]
     fn parse_cases() {
         let pins = Pins::from_repo().unwrap();

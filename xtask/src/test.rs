@@ -12,6 +12,7 @@ use testbed_harness::{reaper, Layout, Pins, RunId};
 use xshell::Shell;
 
 use crate::capability::{Capabilities, Need};
+use crate::coverage::{self, CoverageRun, CoverageSetup};
 use crate::exit::{self, Exit};
 use crate::flags::TestFlags;
 use crate::runner::Hold;
@@ -79,6 +80,18 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         }
     }
     let built = built?;
+    let coverage = if flags.coverage || flags.coverage_gate {
+        Some(CoverageSetup::new(
+            &layout,
+            &pins,
+            flags
+                .coverage_gate
+                .then_some(flags.coverage_baseline.as_path()),
+        )?)
+    } else {
+        None
+    };
+    let mut below_baseline = false;
     let rules = needs::load(&layout.repo_root.join("tests/needs.toml"), &pins)?;
     let unmet = needs::unmet(&rules, &caps);
     // Tiers that hold shared services start them with testbed-runner.
@@ -94,6 +107,16 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         if interrupted.load(Ordering::SeqCst) {
             break;
         }
+        let measured = match &coverage {
+            Some(c) => Some(CoverageRun::prepare(
+                &layout
+                    .run_artifacts(&run_id)
+                    .join("coverage")
+                    .join(tier.name()),
+                &c.dynamo,
+            )?),
+            None => None,
+        };
         let plan = TierPlan {
             layout: &layout,
             built: &built,
@@ -102,8 +125,12 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
             unmet: &unmet,
             flags,
             interrupted: &interrupted,
+            extra_env: measured.as_ref().map(CoverageRun::env).unwrap_or_default(),
         };
         let result = plan.run(tier)?;
+        if let (Some(setup), Some(run)) = (&coverage, &measured) {
+            below_baseline |= !report_coverage(tier, setup, run);
+        }
         let ok = result.ok();
         results.push((tier, result));
         if !ok {
@@ -126,7 +153,39 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         eprintln!("xtask: interrupted; every process of run {run_id} was stopped");
         return Ok(Exit::Interrupted.code());
     }
+    if below_baseline && code == Exit::Success.code() {
+        return Ok(Exit::CoverageBelowBaseline.code());
+    }
     Ok(code)
+}
+
+/// Reports a tier's coverage (and checks it against the baseline, with
+/// `--coverage-gate`); false when the gate failed.
+fn report_coverage(tier: Tier, setup: &CoverageSetup, run: &CoverageRun) -> bool {
+    say!("\n==> coverage of Dynamo's Python layer, tier {tier}");
+    let components = match run.report(&setup.python) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("xtask: no coverage for tier {tier}: {e:#}");
+            return setup.baseline.is_none();
+        }
+    };
+    say!("{}", coverage::table(&components));
+    say!(
+        "coverage: {} (components.json, coverage.json, html/index.html)",
+        run.dir.display()
+    );
+    let Some(baseline) = &setup.baseline else {
+        return true;
+    };
+    let shortfalls = coverage::gate(baseline, tier.name(), &components);
+    for s in &shortfalls {
+        say!("coverage gate: {s}");
+    }
+    if shortfalls.is_empty() {
+        say!("coverage gate: every component of tier {tier} is at or above its baseline");
+    }
+    shortfalls.is_empty()
 }
 
 /// Everything one tier's run needs.
@@ -140,6 +199,8 @@ struct TierPlan<'a> {
     unmet: &'a [needs::Unmet],
     flags: &'a TestFlags,
     interrupted: &'a AtomicBool,
+    /// More variables for the tier's processes (coverage).
+    extra_env: Vec<(&'static str, String)>,
 }
 
 impl TierPlan<'_> {
@@ -157,13 +218,14 @@ impl TierPlan<'_> {
         } else {
             exclusions.join(" and ")
         };
-        let env = [
+        let mut env = vec![
             ("TESTBED_RUN_ID", self.run_id.as_str().to_owned()),
             (
                 "TESTBED_KEEP_LOGS",
                 if self.flags.keep_logs { "1" } else { "0" }.to_owned(),
             ),
         ];
+        env.extend(self.extra_env.iter().cloned());
         // What the tier's tests share (NATS, etcd, engine stacks) is held
         // for the whole tier, so that it starts once.
         let hold = if tier.shares_services() {
@@ -373,6 +435,51 @@ pub fn with_exclusions(filter: &str, user_args: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--coverage-gate` on one e2e test: a baseline above what the run
+    /// measures fails it (exit 6, the component named), one below passes.
+    #[test]
+    fn slow_coverage_gate_fails_below_the_baseline_and_passes_above() {
+        let layout = Layout::from_env();
+        let dir = std::env::temp_dir().join(format!("testbed-gate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let gate = |frontend_min: f64| {
+            let baseline = dir.join(format!("baseline-{frontend_min}.toml"));
+            std::fs::write(
+                &baseline,
+                format!("[tiers.e2e]\nfrontend = {frontend_min:.1}\n"),
+            )
+            .unwrap();
+            let mut cmd = std::process::Command::new("cargo");
+            cmd.current_dir(&layout.repo_root)
+                .args(["xtask", "test", "--tier", "e2e", "--coverage-gate"])
+                .arg("--coverage-baseline")
+                .arg(&baseline)
+                .args(["--", "-E", "test(=frontend::models_lists_the_served_model)"]);
+            cargo::clean_env(&mut cmd);
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.code(), text)
+        };
+        let (code, text) = gate(100.0);
+        assert_eq!(code, Some(Exit::CoverageBelowBaseline.code()), "{text}");
+        assert!(
+            text.contains("coverage gate: frontend: ")
+                && text.contains("below its baseline of 100.0%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("frontend "),
+            "the table lists the component: {text}"
+        );
+        let (code, text) = gate(1.0);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("coverage gate: every component of tier e2e is at or above its baseline"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// The integration tier's NATS and etcd families run against the
     /// binaries `TESTBED_NATS_SERVER` and `TESTBED_ETCD` name (wrappers that

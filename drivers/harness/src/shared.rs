@@ -139,9 +139,18 @@ impl Drop for SharedLease {
             return;
         };
         let me = procinfo::me();
-        state.users.retain(|u| {
-            *u != (me.pid, me.start_ticks) && procinfo::is_same_process_alive(u.0, u.1)
-        });
+        // One entry per lease: a process holding two leases (two acquires)
+        // still uses the thing after dropping one of them.
+        if let Some(mine) = state
+            .users
+            .iter()
+            .position(|u| *u == (me.pid, me.start_ticks))
+        {
+            state.users.remove(mine);
+        }
+        state
+            .users
+            .retain(|(pid, start)| procinfo::is_same_process_alive(*pid, *start));
         if state.users.is_empty() {
             group::stop_all(&state.groups, Duration::from_millis(state.stop_grace_ms));
             let _ = std::fs::remove_file(&self.state_file);

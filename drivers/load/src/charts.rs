@@ -122,6 +122,15 @@ fn charts(runs: &[BenchResults]) -> Vec<Chart> {
             )
         })
         .unwrap_or_default();
+    let latency_chart = |file, what, y_desc, pick| Chart {
+        file,
+        title: format!("{what} vs {x_name}{subtitle}"),
+        x_desc,
+        y_desc,
+        x_log2,
+        series: latency_series(runs, pick),
+        secondary: None,
+    };
     vec![
         Chart {
             file: "throughput",
@@ -146,24 +155,8 @@ fn charts(runs: &[BenchResults]) -> Vec<Chart> {
                     .collect(),
             )),
         },
-        Chart {
-            file: "ttft",
-            title: format!("Time to first token vs {x_name}{subtitle}"),
-            x_desc,
-            y_desc: "TTFT (ms)",
-            x_log2,
-            series: latency_series(runs, |p| &p.ttft_ms),
-            secondary: None,
-        },
-        Chart {
-            file: "itl",
-            title: format!("Inter-token latency vs {x_name}{subtitle}"),
-            x_desc,
-            y_desc: "ITL (ms)",
-            x_log2,
-            series: latency_series(runs, |p| &p.itl_ms),
-            secondary: None,
-        },
+        latency_chart("ttft", "Time to first token", "TTFT (ms)", |p| &p.ttft_ms),
+        latency_chart("itl", "Inter-token latency", "ITL (ms)", |p| &p.itl_ms),
         Chart {
             file: "latency_vs_throughput",
             title: format!("Latency vs throughput{subtitle}"),
@@ -193,6 +186,7 @@ fn charts(runs: &[BenchResults]) -> Vec<Chart> {
 /// SVG into `dir`; returns the files.
 pub fn write_charts(runs: &[BenchResults], dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     ensure_font()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut files = Vec::new();
     for chart in charts(runs) {
         let png = dir.join(format!("{}.png", chart.file));
@@ -389,7 +383,25 @@ mod tests {
             assert_eq!((b.concurrency, b.completed), (o.concurrency, o.completed));
             assert!((b.itl_ms.mean - o.itl_ms.mean).abs() < 1e-9);
         }
-        write_charts(&[synthetic("old", 1.0), synthetic("new", 1.3)], &dir).unwrap();
+        // An overlay labels each run's lines with its run id, in every chart.
+        let overlay = dir.join("overlay");
+        let files =
+            write_charts(&[synthetic("old", 1.0), synthetic("new", 1.3)], &overlay).unwrap();
+        let svgs: Vec<_> = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+            .collect();
+        assert_eq!(svgs.len(), 4, "{files:?}");
+        for svg in svgs {
+            let text = std::fs::read_to_string(svg).unwrap();
+            for run in ["old", "new"] {
+                assert!(
+                    text.contains(&format!("{run} ")),
+                    "{} labels run {run}",
+                    svg.display()
+                );
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

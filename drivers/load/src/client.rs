@@ -320,20 +320,15 @@ impl OpenAiClient {
 
     /// POSTs `body` (with `"stream": true` added) to `path` and collects the
     /// server-sent events.
-    pub async fn stream(&self, path: &str, mut body: Value) -> anyhow::Result<Stream> {
-        body["stream"] = json!(true);
-        body["stream_options"] = json!({"include_usage": true});
+    pub async fn stream(&self, path: &str, body: Value) -> anyhow::Result<Stream> {
         let started = Instant::now();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path} (stream)"))?;
-        let status = resp.status().as_u16();
-        let mut bytes = resp.bytes_stream();
-        let mut parser = SseParser::new();
+        let LiveStream {
+            status,
+            response,
+            mut parser,
+            ..
+        } = self.open_stream(path, body).await?;
+        let mut bytes = response.bytes_stream();
         let mut events = Vec::new();
         while let Some(chunk) = bytes.next().await {
             let chunk = chunk.context("reading the event stream")?;

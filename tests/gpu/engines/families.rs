@@ -1,15 +1,15 @@
 //! The families, for any engine: one worker (serving, determinism,
 //! cancellation) and two workers (KV routing).
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
+use testbed_dynamo::metrics;
 use testbed_dynamo::{
     DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, Topology, TopologyBuilder, WorkerSpec,
 };
 use testbed_harness::run_test;
-use testbed_tests::{assert_cancelled, disconnect_mid_stream, ok, text_of, Before};
+use testbed_tests::{assert_cancelled, disconnect_mid_stream, ok, pinned, text_of, Before};
 
 const MODEL: &str = "tiny";
 const CHAT: &str = "/v1/chat/completions";
@@ -37,33 +37,53 @@ pub fn one_worker(engine: WorkerSpec) {
     });
 }
 
-/// KV routing on two workers of `engine` sharing the GPU.
+/// KV routing on two workers of `engine` sharing the GPU: each prompt's
+/// first request is pinned to a different worker, so its repeats must
+/// follow the cache (not a tie-break), which the engine's KV events report
+/// as holding the prefix.
 pub fn two_workers(engine: WorkerSpec) {
     run_test(|ctx| async move {
         let t = topology(engine, 2, RouterMode::Kv).start(&ctx).await?;
-        for group in 0..2u64 {
-            let prefix = testbed_tests::prompt(500 + group, 200);
-            let mut workers = BTreeSet::new();
-            for i in 0..4 {
-                let answer = ok(
-                    &t.client(),
-                    COMPLETIONS,
-                    &json!({"model": MODEL, "prompt": format!("{prefix} question {i}"),
-                            "max_tokens": 4, "temperature": 0.0,
-                            "nvext": {"extra_fields": ["worker_id"]}}),
-                )
-                .await?;
-                workers.insert(Topology::served_by(&answer)?);
-                if i == 0 {
-                    // KV events reach the router asynchronously.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
+        let frontend = t.frontend.metrics_url();
+        let mut holders = Vec::new();
+        for w in &t.workers {
+            holders.push(testbed_tests::instance_id(&w.metrics_url()).await?);
+        }
+        for (group, holder) in holders.iter().enumerate() {
+            let prompt = testbed_tests::prompt_of_tokens(500 + group as u64, 600);
+            let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": 4,
+                              "temperature": 0.0, "ignore_eos": true,
+                              "nvext": {"extra_fields": ["worker_id", "timing"]}});
+            let mark = metrics::kv_index_mark(&frontend).await?;
+            let first = ok(&t.client(), COMPLETIONS, &pinned(body.clone(), *holder)).await?;
             assert_eq!(
-                workers.len(),
-                1,
-                "group {group}: requests sharing a prefix went to {workers:?}"
+                Topology::served_by(&first)?,
+                *holder,
+                "the first request is pinned"
             );
+            // KV events reach the router asynchronously: route the repeats
+            // once the first request's blocks are indexed.
+            metrics::kv_indexed_since(&frontend, mark).await?;
+            for i in 0..3 {
+                let answer = ok(&t.client(), COMPLETIONS, &body).await?;
+                // The router's view of the cache comes from the engine's own
+                // KV events; cached_tokens is printed (not every engine
+                // reports it in usage).
+                let hit = answer["nvext"]["timing"]["kv_hit_rate"]
+                    .as_f64()
+                    .unwrap_or(0.0);
+                let cached = &answer["usage"]["prompt_tokens_details"]["cached_tokens"];
+                println!("group {group} repeat {i}: hit rate {hit}, cached tokens {cached}");
+                assert_eq!(
+                    Topology::served_by(&answer)?,
+                    *holder,
+                    "group {group}: the repeat follows the cache"
+                );
+                assert!(
+                    hit > 0.5,
+                    "group {group}: the engine reported the prefix cached: {answer}"
+                );
+            }
         }
         Ok(())
     });

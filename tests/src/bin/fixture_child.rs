@@ -34,11 +34,11 @@ async fn main() {
         }
         Some(mode @ ("hang" | "panic")) => {
             let log_dir = std::env::var("FIXTURE_LOG_DIR").expect("FIXTURE_LOG_DIR");
-            let tree = ManagedProcess::spawn(
-                ProcessSpec::new("tree", "sh", &log_dir)
-                    .arg("-c")
-                    .arg("sleep 600 & echo grandchild $!; wait"),
-            )
+            let tree = ManagedProcess::spawn(ProcessSpec::shell(
+                "tree",
+                "sleep 600 & echo grandchild $!; wait",
+                &log_dir,
+            ))
             .expect("spawn the tree");
             let grandchild = testbed_tests::grandchild_of(tree.log_path())
                 .await

@@ -128,17 +128,22 @@ fn check(flags: &BenchRunFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
-    check(flags)?;
-    testbed_harness::signals::handle_signals_manually();
-    let run_id = RunId::fresh("bench");
-    let out = flags.out.clone().unwrap_or_else(|| {
+/// Where a bench run writes: `--out`, or `target/testbed/bench/<run id>`.
+pub fn out_dir(out: &Option<std::path::PathBuf>, run_id: &RunId) -> std::path::PathBuf {
+    out.clone().unwrap_or_else(|| {
         Layout::from_env()
             .target_dir
             .join("testbed")
             .join("bench")
             .join(run_id.as_str())
-    });
+    })
+}
+
+fn sweep(flags: &BenchRunFlags) -> anyhow::Result<i32> {
+    check(flags)?;
+    testbed_harness::signals::handle_signals_manually();
+    let run_id = RunId::fresh("bench");
+    let out = out_dir(&flags.out, &run_id);
     let tokenizer = TinyModel::ensure()?.tokenizer()?;
     let points = if flags.rate.is_empty() {
         flags.concurrency.len()

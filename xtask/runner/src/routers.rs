@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use testbed_dynamo::{MockerOptions, TinyModel, TopologyBuilder};
-use testbed_harness::{Layout, RunId, TestContext};
+use testbed_harness::{RunId, TestContext};
 use testbed_load::router_comparison::RouterComparison;
 use testbed_load::{BenchResults, BenchSpec, SharedPrefix, Workload};
 
@@ -27,13 +27,7 @@ pub fn run(flags: &RoutersFlags) -> anyhow::Result<i32> {
     testbed_harness::signals::handle_signals_manually();
     let started = std::time::Instant::now();
     let run_id = RunId::fresh("routers");
-    let out = flags.out.clone().unwrap_or_else(|| {
-        Layout::from_env()
-            .target_dir
-            .join("testbed")
-            .join("bench")
-            .join(run_id.as_str())
-    });
+    let out = crate::bench::out_dir(&flags.out, &run_id);
     let tokenizer = TinyModel::ensure()?.tokenizer()?;
     let prefix = (flags.isl as f64 * flags.prefix_ratio).round() as usize;
     anyhow::ensure!(

@@ -46,6 +46,15 @@ impl ProcessSpec {
         }
     }
 
+    /// `sh -c script`: a process whose behaviour a test writes inline.
+    pub fn shell(
+        name: impl Into<String>,
+        script: impl AsRef<OsStr>,
+        log_dir: impl Into<PathBuf>,
+    ) -> ProcessSpec {
+        ProcessSpec::new(name, "sh", log_dir).arg("-c").arg(script)
+    }
+
     /// Adds one argument.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
         self.args.push(arg.as_ref().to_owned());
