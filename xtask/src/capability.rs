@@ -24,6 +24,8 @@ pub enum Need {
     DynamoPlanner,
     /// At least one NVIDIA GPU.
     Gpu,
+    /// A headless Chromium (renders the run report in a test).
+    Chromium,
 }
 
 impl Need {
@@ -31,7 +33,7 @@ impl Need {
     pub fn all(pins: &Pins) -> Vec<Need> {
         let mut all = vec![Need::NatsServer, Need::Etcd];
         all.extend(pins.envs.keys().map(|e| Need::Env(e.clone())));
-        all.extend([Need::DynamoPlanner, Need::Gpu]);
+        all.extend([Need::DynamoPlanner, Need::Gpu, Need::Chromium]);
         all
     }
 
@@ -43,6 +45,7 @@ impl Need {
             Need::Env(env) => format!("{env}-env"),
             Need::DynamoPlanner => "dynamo-planner".into(),
             Need::Gpu => "gpu".into(),
+            Need::Chromium => "chromium".into(),
         }
     }
 
@@ -169,6 +172,7 @@ fn check(need: &Need, pins: &Pins, layout: &Layout) -> Finding {
         Need::Env(name) => python_env(name, pins, layout),
         Need::DynamoPlanner => planner(pins, layout),
         Need::Gpu => gpu(),
+        Need::Chromium => chromium(),
     }
 }
 
@@ -312,6 +316,33 @@ fn imports(python: &std::path::Path, statement: &str) -> Result<(), String> {
     }
 }
 
+/// The browser the report test renders with: `TESTBED_CHROMIUM`, else
+/// `chromium` or `chromium-browser` on `PATH`.
+pub fn chromium_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("TESTBED_CHROMIUM").filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+fn chromium() -> Finding {
+    let required = "a headless Chromium";
+    match chromium_binary() {
+        Some(path) => Finding::new(path.display().to_string(), "PATH or TESTBED_CHROMIUM", required, Status::Ok),
+        None => Finding::new(
+            "missing",
+            "PATH",
+            required,
+            Status::Missing(
+                "no chromium on PATH: install it (`sudo apt-get install chromium`) or set TESTBED_CHROMIUM".into(),
+            ),
+        ),
+    }
+}
+
 fn gpu() -> Finding {
     let report = testbed_gpu::GpuReport::detect();
     let required = "≥ 1 NVIDIA GPU";
@@ -341,7 +372,7 @@ mod tests {
         }
         assert_eq!(
             Need::parse("cuda", &pins),
-            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, sglang-env, trtllm-env, vllm-env, vllm-gpu-env, dynamo-planner, gpu".to_owned())
+            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, sglang-env, trtllm-env, vllm-env, vllm-gpu-env, dynamo-planner, gpu, chromium".to_owned())
         );
     }
 }

@@ -18,6 +18,7 @@ mod exit;
 mod flags;
 mod needs;
 mod provision;
+mod report;
 mod runner;
 mod setup;
 mod summary;

@@ -18,7 +18,7 @@ use crate::flags::TestFlags;
 use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
 use crate::tier::{Tier, TierArg};
-use crate::{cargo, needs, runner, setup};
+use crate::{cargo, needs, report, runner, setup};
 
 /// Set by `--json`: stdout then carries the JSON summary alone.
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -92,6 +92,7 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         None
     };
     let mut below_baseline = false;
+    let mut measured_coverage: Vec<(Tier, Vec<coverage::Component>)> = Vec::new();
     let rules = needs::load(&layout.repo_root.join("tests/needs.toml"), &pins)?;
     let unmet = needs::unmet(&rules, &caps);
     // Tiers that hold shared services start them with testbed-runner.
@@ -129,7 +130,9 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         };
         let result = plan.run(tier)?;
         if let (Some(setup), Some(run)) = (&coverage, &measured) {
-            below_baseline |= !report_coverage(tier, setup, run);
+            let (passed, components) = report_coverage(tier, setup, run);
+            below_baseline |= !passed;
+            measured_coverage.extend(components.map(|c| (tier, c)));
         }
         let ok = result.ok();
         results.push((tier, result));
@@ -143,6 +146,10 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     }
     let logs = layout.run_artifacts(&run_id);
     summary::print(&results, &logs, flags.json);
+    match write_report(&layout, &pins, &run_id, &results, &measured_coverage) {
+        Ok(path) => say!("report: {}", path.display()),
+        Err(e) => say!("xtask: the run report could not be written: {e:#}"),
+    }
     if flags.json {
         std::println!(
             "{}",
@@ -159,15 +166,47 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// `target/testbed/<run>/report.html` (and `.md`) for the tiers that ran.
+fn write_report(
+    layout: &Layout,
+    pins: &Pins,
+    run_id: &RunId,
+    results: &[(Tier, TierResult)],
+    coverage: &[(Tier, Vec<coverage::Component>)],
+) -> anyhow::Result<std::path::PathBuf> {
+    let logs = layout.run_artifacts(run_id);
+    let mut cases = Vec::new();
+    for (tier, result) in results {
+        let mut tier_cases = Vec::new();
+        for junit in result.junit.iter().filter(|p| p.ends_with("junit.xml")) {
+            tier_cases.extend(report::cases_from_junit(&std::fs::read_to_string(junit)?)?);
+        }
+        cases.push((*tier, tier_cases));
+    }
+    let run = report::RunReport {
+        run_id: run_id.as_str(),
+        tiers: results,
+        cases,
+        coverage,
+        provenance: report::provenance(pins, &layout.repo_root),
+        logs: &logs,
+    };
+    report::write(&run, &logs)
+}
+
 /// Reports a tier's coverage (and checks it against the baseline, with
-/// `--coverage-gate`); false when the gate failed.
-fn report_coverage(tier: Tier, setup: &CoverageSetup, run: &CoverageRun) -> bool {
+/// `--coverage-gate`): whether the gate passed, and the components.
+fn report_coverage(
+    tier: Tier,
+    setup: &CoverageSetup,
+    run: &CoverageRun,
+) -> (bool, Option<Vec<coverage::Component>>) {
     say!("\n==> coverage of Dynamo's Python layer, tier {tier}");
     let components = match run.report(&setup.python) {
         Ok(c) => c,
         Err(e) => {
             say!("xtask: no coverage for tier {tier}: {e:#}");
-            return setup.baseline.is_none();
+            return (setup.baseline.is_none(), None);
         }
     };
     say!("{}", coverage::table(&components));
@@ -176,7 +215,7 @@ fn report_coverage(tier: Tier, setup: &CoverageSetup, run: &CoverageRun) -> bool
         run.dir.display()
     );
     let Some(baseline) = &setup.baseline else {
-        return true;
+        return (true, Some(components));
     };
     let shortfalls = coverage::gate(baseline, tier.name(), &components);
     for s in &shortfalls {
@@ -185,7 +224,7 @@ fn report_coverage(tier: Tier, setup: &CoverageSetup, run: &CoverageRun) -> bool
     if shortfalls.is_empty() {
         say!("coverage gate: every component of tier {tier} is at or above its baseline");
     }
-    shortfalls.is_empty()
+    (shortfalls.is_empty(), Some(components))
 }
 
 /// Everything one tier's run needs.
