@@ -83,3 +83,33 @@ fn request_ttft_and_itl_metrics_count_what_was_sent() {
         Ok(())
     });
 }
+
+/// The frontend's per-model gauges report what the worker was started
+/// with: its KV block size and capacity (`--num-gpu-blocks-override`), the
+/// engine's batch limits (the mocker's defaults: 256 sequences, 8192
+/// batched tokens) and no context limit (0: none given).
+#[test]
+fn model_gauges_report_the_workers_configuration() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::aggregated()
+            .mocker(testbed_dynamo::MockerOptions {
+                num_gpu_blocks: Some(512),
+                ..Default::default()
+            })
+            .start(&ctx)
+            .await?;
+        let m = Metrics::scrape(&t.frontend.metrics_url()).await?;
+        let model = [("model", "tiny")];
+        let gauges = [
+            ("dynamo_frontend_model_kv_cache_block_size", 16.0),
+            ("dynamo_frontend_model_total_kv_blocks", 512.0),
+            ("dynamo_frontend_model_max_num_seqs", 256.0),
+            ("dynamo_frontend_model_max_num_batched_tokens", 8192.0),
+            ("dynamo_frontend_model_context_length", 0.0),
+        ];
+        for (name, want) in gauges {
+            assert_eq!(m.value(name, &model), want, "{name}");
+        }
+        Ok(())
+    });
+}

@@ -152,3 +152,42 @@ fn overload_answers_503_and_the_rejection_metric_matches() {
         Ok(())
     });
 }
+
+/// `--router-kv-overlap-score-credit 0` tells the KV router to ignore what
+/// the workers cache: repeats of a shared prefix then spread over both
+/// workers (load decides), where the default keeps them on one. Shows that
+/// the flag reaches the router.
+#[test]
+fn kv_routing_without_overlap_credit_ignores_the_cache() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
+            .frontend_args(["--router-kv-overlap-score-credit", "0"])
+            .start(&ctx)
+            .await?;
+        let prefix = crate::prompt(300, 300);
+        let mut workers = BTreeSet::new();
+        let mark = metrics::kv_index_mark(&t.frontend.metrics_url()).await?;
+        workers.insert(served(&t, &format!("{prefix} question 0")).await?.0);
+        // A router that honours the cache would have it indexed within
+        // milliseconds; this one applies no events at all (measured), so
+        // the wait gives up after 2 s either way.
+        let indexed = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            metrics::kv_indexed_since(&t.frontend.metrics_url(), mark),
+        )
+        .await;
+        println!(
+            "KV events applied after the first request: {}",
+            matches!(indexed, Ok(Ok(())))
+        );
+        for i in 1..8 {
+            workers.insert(served(&t, &format!("{prefix} question {i}")).await?.0);
+        }
+        assert_eq!(
+            workers.len(),
+            2,
+            "a cache-blind router spread the prefix: {workers:?}"
+        );
+        Ok(())
+    });
+}

@@ -66,6 +66,14 @@ pub enum Command {
     /// skipped.
     #[command(after_help = EXIT_CODES_HELP)]
     Bisect(BisectFlags),
+    /// Plant the catalogue's regressions (`tests/mutants.toml`) in Dynamo's
+    /// Python layer, one at a time, in a copy of the pinned env, run the
+    /// mutant's tier against it, and report each mutant killed (with the
+    /// tests that caught it) or survived, and the kill rate. The cached env
+    /// is never written and is checked byte for byte. Exits 1 when a mutant
+    /// survived (a missing test) or could not be judged.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Mutate(MutateFlags),
 }
 
 /// Arguments handed to `testbed-runner` as they are.
@@ -115,6 +123,20 @@ pub struct TestFlags {
     /// name filter or `-E 'test(/router/)'`.
     #[arg(last = true)]
     pub nextest_args: Vec<String>,
+}
+
+/// `cargo xtask mutate`.
+#[derive(Debug, clap::Args)]
+pub struct MutateFlags {
+    /// Only the mutants of this tier.
+    #[arg(long, value_parser = ["e2e", "fault"])]
+    pub tier: Option<String>,
+    /// Only these mutants (by name; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// The catalogue.
+    #[arg(long, value_name = "FILE", default_value = "tests/mutants.toml")]
+    pub catalogue: PathBuf,
 }
 
 /// `cargo xtask doctor`.

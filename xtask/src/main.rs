@@ -16,6 +16,7 @@ mod coverage;
 mod doctor;
 mod exit;
 mod flags;
+mod mutate;
 mod needs;
 mod provision;
 mod report;
@@ -47,6 +48,7 @@ fn main() {
         flags::Command::Up(f) => runner_command(&layout, "up", &f.args),
         flags::Command::Bench(f) => runner_command(&layout, "bench", &f.args),
         flags::Command::Bisect(f) => bisect::run(&sh, f),
+        flags::Command::Mutate(f) => mutate::run(f),
     };
     match result {
         Ok(code) => std::process::exit(code),
