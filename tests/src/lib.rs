@@ -183,7 +183,7 @@ pub fn runner_binary() -> anyhow::Result<std::path::PathBuf> {
         .join("testbed-runner");
     anyhow::ensure!(
         exe.is_file(),
-        "{} is not built: run `cargo build -p testbed-runner` (`cargo xtask test` builds it)",
+        "{} is not built: run `cargo build --workspace --bin testbed-runner` (`cargo xtask test` builds it)",
         exe.display()
     );
     Ok(exe)

@@ -13,7 +13,10 @@ use testbed_harness::Layout;
 /// path.
 pub fn build(layout: &Layout) -> anyhow::Result<PathBuf> {
     let status = crate::cargo::command(layout)?
-        .args(["build", "--quiet", "--package", "testbed-runner"])
+        // `--workspace` resolves features as the test build does, so the
+        // runner links the libraries that build already made (with
+        // `--package` alone every shared crate was compiled a second time).
+        .args(["build", "--quiet", "--workspace", "--bin", "testbed-runner"])
         .status()
         .context("cannot run cargo")?;
     anyhow::ensure!(status.success(), "building testbed-runner failed");
