@@ -280,7 +280,17 @@ fn run_tier(
     std::fs::create_dir_all(logs)?;
     let log = std::fs::File::create(logs.join("tier.log"))?;
     let status = std::process::Command::new(xtask)
-        .args(["test", "--tier", tier, "--no-setup"])
+        // The first failures decide: a mutant that breaks start-up would
+        // otherwise make every test wait out its timeout.
+        .args([
+            "test",
+            "--tier",
+            tier,
+            "--no-setup",
+            "--",
+            "--max-fail",
+            "2",
+        ])
         .env("TESTBED_DYNAMO_ENV", env)
         .current_dir(&layout.repo_root)
         .stdout(log.try_clone()?)
