@@ -191,3 +191,32 @@ fn kv_routing_without_overlap_credit_ignores_the_cache() {
         Ok(())
     });
 }
+
+/// KV events reach every router: a second KV-routed frontend (a replica)
+/// indexes the blocks of a request that went through the first one only,
+/// and routes its repeat to the worker that holds them, with a cache hit.
+#[test]
+fn a_router_replica_learns_the_cache_from_the_workers_events() {
+    run_test(|ctx| async move {
+        let t = TopologyBuilder::routed(2, RouterMode::Kv)
+            .start(&ctx)
+            .await?;
+        let replica = t.replica_frontend("frontend-replica").await?;
+        let mark = metrics::kv_index_mark(&replica.metrics_url()).await?;
+        let prompt = format!("{} question", crate::prompt(400, 300));
+        let (holder, _) = served(&t, &prompt).await?;
+        metrics::kv_indexed_since(&replica.metrics_url(), mark).await?;
+        let answer = replica.client().chat("tiny", &prompt, 4).await?;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let hit = answer.json["nvext"]["timing"]["kv_hit_rate"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert_eq!(
+            Topology::served_by(&answer.json)?,
+            holder,
+            "the replica follows the cache"
+        );
+        assert!(hit > 0.8, "the replica saw the cached blocks: {hit}");
+        Ok(())
+    });
+}

@@ -97,16 +97,19 @@ pub fn unmet(rules: &[Rule], caps: &Capabilities) -> Vec<Unmet> {
 mod tests {
     use super::*;
 
+    /// The repository's pins and `tests/needs.toml`.
+    fn repo_rules() -> (Pins, Vec<Rule>) {
+        let pins = Pins::from_repo().unwrap();
+        let path = testbed_harness::Layout::from_env()
+            .repo_root
+            .join("tests/needs.toml");
+        let rules = load(&path, &pins).unwrap();
+        (pins, rules)
+    }
+
     #[test]
     fn repo_rules_parse() {
-        let pins = Pins::from_repo().unwrap();
-        let rules = load(
-            &testbed_harness::Layout::from_env()
-                .repo_root
-                .join("tests/needs.toml"),
-            &pins,
-        )
-        .unwrap();
+        let (_, rules) = repo_rules();
         assert!(
             rules.iter().any(|r| r.needs.contains(&Need::Gpu)),
             "GPU tests declare their need"
@@ -117,14 +120,7 @@ mod tests {
     /// on machines that lack it, as failures instead of skips.
     #[test]
     fn every_env_of_the_pins_is_needed_by_a_rule() {
-        let pins = Pins::from_repo().unwrap();
-        let rules = load(
-            &testbed_harness::Layout::from_env()
-                .repo_root
-                .join("tests/needs.toml"),
-            &pins,
-        )
-        .unwrap();
+        let (pins, rules) = repo_rules();
         for env in pins.envs.keys() {
             let need = Need::Env(env.clone());
             assert!(

@@ -541,6 +541,36 @@ impl Topology {
         self.wait_for_models(Duration::from_secs(60)).await
     }
 
+    /// Another frontend with the same options on the same planes (a router
+    /// replica), ready once it counts every worker. It stops when dropped.
+    pub async fn replica_frontend(&self, name: &str) -> anyhow::Result<Frontend> {
+        let site = Site {
+            dir: &self.dir,
+            planes: &self.planes,
+            shared_state: None,
+        };
+        let frontend = Frontend::spawn(&site, name, &self.builder.frontend, &self.python)?;
+        let (client, model, n) = (
+            frontend.client().clone(),
+            self.model_name().to_owned(),
+            self.workers.len(),
+        );
+        Poll::new(format!("{name} counting {n} worker(s)"))
+            .timeout(Duration::from_secs(60))
+            .every(Duration::from_millis(50))
+            .until(|| {
+                let (client, model) = (client.clone(), model.clone());
+                async move {
+                    let got = ready_workers(&client, &model).await;
+                    Ok(check(got.as_ref().is_ok_and(|g| *g == n), || {
+                        format!("{got:?} worker(s)")
+                    }))
+                }
+            })
+            .await?;
+        Ok(frontend)
+    }
+
     /// The index of a worker with a request in flight (per its own
     /// metrics), polling up to `timeout`.
     pub async fn busy_worker(&self, timeout: Duration) -> anyhow::Result<usize> {
