@@ -138,11 +138,19 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
 }
 
 fn kill(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
+    // A zombie, or a process already exiting (its command line is gone),
+    // is dead: not a leak. One showed up when a vLLM stack's engine process
+    // exited a moment before its worker.
     let commands: Vec<(u32, String)> = record
         .group
         .members()
         .iter()
-        .map(|m| (m.pid, procinfo::cmdline(m.pid).unwrap_or_default()))
+        .filter(|m| m.state != 'Z')
+        .filter_map(|m| {
+            procinfo::cmdline(m.pid)
+                .filter(|c| !c.is_empty())
+                .map(|c| (m.pid, c))
+        })
         .collect();
     record.group.kill();
     commands
