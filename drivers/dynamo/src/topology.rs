@@ -550,24 +550,13 @@ impl Topology {
             shared_state: None,
         };
         let frontend = Frontend::spawn(&site, name, &self.builder.frontend, &self.python)?;
-        let (client, model, n) = (
-            frontend.client().clone(),
-            self.model_name().to_owned(),
+        wait_for_count(
+            frontend.client(),
+            self.model_name(),
             self.workers.len(),
-        );
-        Poll::new(format!("{name} counting {n} worker(s)"))
-            .timeout(Duration::from_secs(60))
-            .every(Duration::from_millis(50))
-            .until(|| {
-                let (client, model) = (client.clone(), model.clone());
-                async move {
-                    let got = ready_workers(&client, &model).await;
-                    Ok(check(got.as_ref().is_ok_and(|g| *g == n), || {
-                        format!("{got:?} worker(s)")
-                    }))
-                }
-            })
-            .await?;
+            Duration::from_secs(60),
+        )
+        .await?;
         Ok(frontend)
     }
 
@@ -701,21 +690,7 @@ impl Topology {
         expected: usize,
         timeout: Duration,
     ) -> anyhow::Result<Duration> {
-        let (client, model) = (self.client(), self.model_name().to_owned());
-        let ((), took) = Poll::new(format!("the frontend counting {expected} worker(s)"))
-            .timeout(timeout)
-            .every(Duration::from_millis(50))
-            .until_timed(|| {
-                let (client, model) = (client.clone(), model.clone());
-                async move {
-                    let n = ready_workers(&client, &model).await;
-                    Ok(check(n.as_ref().is_ok_and(|n| *n == expected), || {
-                        format!("{n:?} worker(s)")
-                    }))
-                }
-            })
-            .await?;
-        Ok(took)
+        wait_for_count(&self.client(), self.model_name(), expected, timeout).await
     }
 
     /// Every process group of the topology: services, frontend, workers.
@@ -780,6 +755,27 @@ impl Topology {
         self.detached = true;
         (groups, info)
     }
+}
+
+/// Waits until `client`'s frontend counts exactly `expected` workers for
+/// `model`, returning how long it took.
+async fn wait_for_count(
+    client: &OpenAiClient,
+    model: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let ((), took) = Poll::new(format!("the frontend counting {expected} worker(s)"))
+        .timeout(timeout)
+        .every(Duration::from_millis(50))
+        .until_timed(|| async move {
+            let n = ready_workers(client, model).await;
+            Ok(check(n.as_ref().is_ok_and(|n| *n == expected), || {
+                format!("{n:?} worker(s)")
+            }))
+        })
+        .await?;
+    Ok(took)
 }
 
 /// Workers a frontend counts for `model` now (0 when it is not listed).

@@ -47,7 +47,12 @@ impl ProcessGroup {
     /// Every live member: the leader and the descendants that stayed in
     /// its group.
     pub fn members(&self) -> Vec<ProcStat> {
+        // A zombie is dead already (its parent has yet to collect it): it
+        // neither keeps the group alive nor counts as a leak.
         procinfo::group_members(self.pgid, self.leader_start_ticks)
+            .into_iter()
+            .filter(|m| m.state != 'Z')
+            .collect()
     }
 
     /// CPU time its live members have used, in seconds.

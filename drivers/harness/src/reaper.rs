@@ -138,14 +138,12 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
 }
 
 fn kill(record: &ProcessRecord, run_id: &str) -> Vec<Reaped> {
-    // A zombie, or a process already exiting (its command line is gone),
-    // is dead: not a leak. One showed up when a vLLM stack's engine process
-    // exited a moment before its worker.
+    // A process already exiting (its command line is gone) is not a leak;
+    // zombies are not members at all.
     let commands: Vec<(u32, String)> = record
         .group
         .members()
         .iter()
-        .filter(|m| m.state != 'Z')
         .filter_map(|m| {
             procinfo::cmdline(m.pid)
                 .filter(|c| !c.is_empty())
