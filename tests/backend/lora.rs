@@ -14,20 +14,8 @@ use testbed_dynamo::shared::WorkerInfo;
 use testbed_dynamo::stacks::TINY;
 use testbed_dynamo::TinyModel;
 use testbed_harness::run_test;
-use testbed_load::OpenAiClient;
 
 use crate::{completion, instance_ids, ok, pinned, text_of, vllm, COMPLETIONS};
-
-/// The models the frontend lists.
-async fn listed(client: &OpenAiClient) -> anyhow::Result<Vec<String>> {
-    let models = client.get("/v1/models").await?;
-    Ok(models.json["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["id"].as_str().map(str::to_owned))
-        .collect())
-}
 
 /// A greedy completion request of `model`.
 fn greedy(model: &str) -> Value {
@@ -83,7 +71,7 @@ fn adapters_load_serve_on_every_holder_and_unload() {
                 load(worker, name, seed).await?;
             }
         }
-        let models = listed(client).await?;
+        let models = client.models().await?;
         assert!(
             names.iter().all(|n| models.contains(n)),
             "both adapters are listed: {models:?}"
@@ -129,7 +117,7 @@ fn adapters_load_serve_on_every_holder_and_unload() {
             "an unloaded adapter is gone: {}",
             answer.text
         );
-        let models = listed(client).await?;
+        let models = client.models().await?;
         assert!(
             names.iter().all(|n| !models.contains(n)),
             "and no longer listed: {models:?}"

@@ -4,16 +4,12 @@
 //! path. What looks wrong in 1.6.1 is pinned as a named finding.
 
 use serde_json::{json, Value};
-use testbed_dynamo::{Topology, TopologyBuilder};
-use testbed_harness::run_test;
+use testbed_dynamo::TopologyBuilder;
 
 const MESSAGES: &str = "/v1/messages";
 
-async fn anthropic_stack(ctx: &testbed_harness::TestContext) -> anyhow::Result<Topology> {
-    TopologyBuilder::aggregated()
-        .frontend_args(["--enable-anthropic-api"])
-        .start(ctx)
-        .await
+fn anthropic_stack() -> TopologyBuilder {
+    TopologyBuilder::aggregated().frontend_args(["--enable-anthropic-api"])
 }
 
 fn message(content: &str, max_tokens: u32) -> Value {
@@ -23,8 +19,7 @@ fn message(content: &str, max_tokens: u32) -> Value {
 
 #[test]
 fn unary_message_has_the_anthropic_shape_and_the_openai_paths_usage() {
-    run_test(|ctx| async move {
-        let t = anthropic_stack(&ctx).await?;
+    anthropic_stack().test(|t, _| async move {
         let client = t.client();
         let answer = client.post(MESSAGES, &message("Hello there", 16)).await?;
         assert_eq!(answer.status, 200, "{}", answer.text);
@@ -90,8 +85,7 @@ fn unary_message_has_the_anthropic_shape_and_the_openai_paths_usage() {
 
 #[test]
 fn streaming_message_sends_the_anthropic_event_sequence() {
-    run_test(|ctx| async move {
-        let t = anthropic_stack(&ctx).await?;
+    anthropic_stack().test(|t, _| async move {
         let mut body = message("Tell me a story", 8);
         body["stream"] = json!(true);
         let stream = t.client().stream(MESSAGES, body).await?;
@@ -145,8 +139,7 @@ fn streaming_message_sends_the_anthropic_event_sequence() {
 
 #[test]
 fn anthropic_errors_have_the_anthropic_shape_and_the_api_is_off_by_default() {
-    run_test(|ctx| async move {
-        let t = anthropic_stack(&ctx).await?;
+    anthropic_stack().test(|t, ctx| async move {
         let client = t.client();
         let cases = [
             (

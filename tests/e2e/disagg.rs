@@ -3,12 +3,10 @@
 use std::time::Duration;
 
 use testbed_dynamo::TopologyBuilder;
-use testbed_harness::run_test;
 
 #[test]
 fn prefill_and_decode_serve_end_to_end() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::disaggregated().start(&ctx).await?;
+    TopologyBuilder::disaggregated().test(|t, _| async move {
         let ready = t.client().get("/v1/models/tiny/ready").await?;
         let types = ready.json["namespaces"]["dynamo"]["worker_types"]
             .as_object()
@@ -33,8 +31,7 @@ fn prefill_and_decode_serve_end_to_end() {
 
 #[test]
 fn without_its_prefill_worker_the_model_is_not_served() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::disaggregated().start(&ctx).await?;
+    TopologyBuilder::disaggregated().test(|mut t, _| async move {
         t.workers[0].process().stop().await; // the prefill worker
         t.wait_for_worker_count(1, Duration::from_secs(15)).await?;
         let answer = t.client().chat("tiny", "hello", 4).await?;

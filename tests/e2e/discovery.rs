@@ -10,7 +10,6 @@ use testbed_dynamo::{
     DiscoveryKind, EventPlaneKind, RequestPlaneKind, RouterMode, Topology, TopologyBuilder,
 };
 use testbed_harness::poll::{check, Poll};
-use testbed_harness::run_test;
 
 async fn smoke(t: &Topology) -> anyhow::Result<()> {
     let answer = t.client().chat("tiny", "smoke", 6).await?;
@@ -20,13 +19,7 @@ async fn smoke(t: &Topology) -> anyhow::Result<()> {
         "{}",
         answer.text
     );
-    let stream = t
-        .client()
-        .stream(
-            "/v1/chat/completions",
-            testbed_dynamo::OpenAiClient::chat_body("tiny", "smoke", 6),
-        )
-        .await?;
+    let stream = t.client().stream_chat("tiny", "smoke", 6).await?;
     anyhow::ensure!(
         stream.done() && stream.usage().is_some_and(|u| u["completion_tokens"] == 6),
         "stream: {:?}",
@@ -39,10 +32,7 @@ async fn smoke(t: &Topology) -> anyhow::Result<()> {
 /// NATS, consumed by the KV router (its count of applied events rises).
 #[test]
 fn etcd_tcp_and_nats_events() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Kv)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::Kv).test(|t, _| async move {
         assert!(t.etcd.is_some() && t.nats.is_some());
         let metrics = t.frontend.metrics_url();
         let mark = testbed_dynamo::metrics::kv_index_mark(&metrics).await?;
@@ -63,15 +53,13 @@ fn etcd_tcp_and_nats_events() {
 
 #[test]
 fn file_discovery_with_zmq_events_needs_neither_etcd_nor_nats() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Kv)
-            .discovery(DiscoveryKind::File)
-            .event_plane(EventPlaneKind::Zmq)
-            .start(&ctx)
-            .await?;
-        assert!(t.etcd.is_none() && t.nats.is_none(), "no etcd, no NATS");
-        smoke(&t).await
-    });
+    TopologyBuilder::routed(2, RouterMode::Kv)
+        .discovery(DiscoveryKind::File)
+        .event_plane(EventPlaneKind::Zmq)
+        .test(|t, _| async move {
+            assert!(t.etcd.is_none() && t.nats.is_none(), "no etcd, no NATS");
+            smoke(&t).await
+        });
 }
 
 /// Subjects seen on the topology's NATS while `during` runs.
@@ -99,54 +87,49 @@ async fn nats_subjects_during<F: std::future::Future<Output = anyhow::Result<()>
 /// worker's generate endpoint is a NATS subject that carries it.
 #[test]
 fn nats_request_plane() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::aggregated()
-            .request_plane(RequestPlaneKind::Nats)
-            .start(&ctx)
-            .await?;
-        let subjects = nats_subjects_during(&t, smoke(&t)).await?;
-        println!("subjects: {subjects:?}");
-        // `smoke` sends two requests (unary and streaming); each is one
-        // message on `<namespace>_<component>.<endpoint>-<instance>`.
-        let requests = subjects
-            .iter()
-            .filter(|s| s.starts_with("dynamo_backend.generate-"))
-            .count();
-        assert_eq!(requests, 2, "each request went over NATS: {subjects:?}");
-        Ok(())
-    });
+    TopologyBuilder::aggregated()
+        .request_plane(RequestPlaneKind::Nats)
+        .test(|t, _| async move {
+            let subjects = nats_subjects_during(&t, smoke(&t)).await?;
+            println!("subjects: {subjects:?}");
+            // `smoke` sends two requests (unary and streaming); each is one
+            // message on `<namespace>_<component>.<endpoint>-<instance>`.
+            let requests = subjects
+                .iter()
+                .filter(|s| s.starts_with("dynamo_backend.generate-"))
+                .count();
+            assert_eq!(requests, 2, "each request went over NATS: {subjects:?}");
+            Ok(())
+        });
 }
 /// With the JetStream event plane the KV router still indexes the
 /// workers' events; what JetStream holds is printed (Dynamo 1.6.1 keeps
 /// no stream there: its KV events travel on core NATS subjects).
 #[test]
 fn jetstream_enabled_event_plane() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Kv)
-            .event_plane(EventPlaneKind::NatsJetStream)
-            .start(&ctx)
-            .await?;
-        let metrics = t.frontend.metrics_url();
-        let mark = testbed_dynamo::metrics::kv_index_mark(&metrics).await?;
-        smoke(&t).await?;
-        testbed_dynamo::metrics::kv_indexed_since(&metrics, mark).await?;
-        let js = async_nats::jetstream::new(t.nats.as_ref().unwrap().client().await?);
-        let mut names = js.stream_names();
-        let mut streams = Vec::new();
-        while let Some(name) = names.next().await {
-            let name = name?;
-            let info = js.get_stream(&name).await?.info().await?.clone();
-            streams.push((name, info.state.messages));
-        }
-        println!("JetStream streams: {streams:?}");
-        Ok(())
-    });
+    TopologyBuilder::routed(2, RouterMode::Kv)
+        .event_plane(EventPlaneKind::NatsJetStream)
+        .test(|t, _| async move {
+            let metrics = t.frontend.metrics_url();
+            let mark = testbed_dynamo::metrics::kv_index_mark(&metrics).await?;
+            smoke(&t).await?;
+            testbed_dynamo::metrics::kv_indexed_since(&metrics, mark).await?;
+            let js = async_nats::jetstream::new(t.nats.as_ref().unwrap().client().await?);
+            let mut names = js.stream_names();
+            let mut streams = Vec::new();
+            while let Some(name) = names.next().await {
+                let name = name?;
+                let info = js.get_stream(&name).await?.info().await?.clone();
+                streams.push((name, info.state.messages));
+            }
+            println!("JetStream streams: {streams:?}");
+            Ok(())
+        });
 }
 
 #[test]
 fn etcd_registration_appears_and_leaves_with_the_worker() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::aggregated().start(&ctx).await?;
+    TopologyBuilder::aggregated().test(|mut t, _| async move {
         let prefix = "v1/instances/dynamo/backend/generate/";
         let etcd = t.etcd.as_ref().unwrap();
         let keys = etcd.keys(prefix).await?;
@@ -178,10 +161,7 @@ fn etcd_registration_appears_and_leaves_with_the_worker() {
 
 #[test]
 fn kv_events_are_published_on_nats() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(1, RouterMode::Kv)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(1, RouterMode::Kv).test(|t, _| async move {
         let client = t.nats.as_ref().unwrap().client().await?;
         let mut events = client.subscribe("namespace.dynamo.>").await?;
         client.flush().await?;
@@ -209,31 +189,29 @@ fn kv_events_are_published_on_nats() {
 
 #[test]
 fn file_discovery_registers_in_its_folder() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::aggregated()
-            .discovery(DiscoveryKind::File)
-            .start(&ctx)
-            .await?;
-        let testbed_dynamo::planes::Discovery::File(folder) = &t.planes().discovery else {
-            anyhow::bail!("not file discovery")
-        };
-        let instances = folder.join("v1").join("instances");
-        let entries: Vec<String> = walk(&instances)
-            .into_iter()
-            .filter(|p| p.contains("generate"))
-            .collect();
-        assert!(
-            !entries.is_empty(),
-            "the worker's instance is a file under {}",
-            instances.display()
-        );
-        let card = std::fs::read_to_string(&entries[0])?;
-        assert!(
-            card.contains("127.0.0.1"),
-            "the registration advertises loopback: {card}"
-        );
-        smoke(&t).await
-    });
+    TopologyBuilder::aggregated()
+        .discovery(DiscoveryKind::File)
+        .test(|t, _| async move {
+            let testbed_dynamo::planes::Discovery::File(folder) = &t.planes().discovery else {
+                anyhow::bail!("not file discovery")
+            };
+            let instances = folder.join("v1").join("instances");
+            let entries: Vec<String> = walk(&instances)
+                .into_iter()
+                .filter(|p| p.contains("generate"))
+                .collect();
+            assert!(
+                !entries.is_empty(),
+                "the worker's instance is a file under {}",
+                instances.display()
+            );
+            let card = std::fs::read_to_string(&entries[0])?;
+            assert!(
+                card.contains("127.0.0.1"),
+                "the registration advertises loopback: {card}"
+            );
+            smoke(&t).await
+        });
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {

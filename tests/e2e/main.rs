@@ -9,7 +9,9 @@ mod frontend;
 mod hermetic;
 mod metrics;
 mod planner;
+mod remote;
 mod router;
 mod router_modes;
+mod standalone_router;
 
 pub use testbed_tests::{prompt, token_count};

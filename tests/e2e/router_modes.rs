@@ -30,10 +30,7 @@ async fn ids(t: &Topology) -> anyhow::Result<Vec<u64>> {
 
 #[test]
 fn random_spreads_evenly_without_alternating() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Random)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::Random).test(|t, _| async move {
         let mut order = Vec::new();
         for i in 0..60 {
             order.push(served(&t, &format!("the same prompt {}", i % 2)).await?);
@@ -70,14 +67,7 @@ async fn prefers_the_idle_worker(
         .start(ctx)
         .await?;
     let client = t.client();
-    let long = tokio::spawn(async move {
-        client
-            .stream(
-                "/v1/chat/completions",
-                OpenAiClient::chat_body("tiny", "a long story", 2000),
-            )
-            .await
-    });
+    let long = tokio::spawn(async move { client.stream_chat("tiny", "a long story", 2000).await });
     let busy = t.busy_worker(Duration::from_secs(10)).await?;
     let busy_id = ids(&t).await?[busy];
     let mut to_busy = 0;
@@ -110,10 +100,7 @@ fn least_loaded_prefers_the_idle_worker() {
 
 #[test]
 fn direct_serves_only_the_named_worker_and_refuses_unnamed_requests() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Direct)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::Direct).test(|t, _| async move {
         let client = t.client();
         let unnamed = client.chat("tiny", "anyone", 2).await?;
         assert_eq!(unnamed.status, 400, "{}", unnamed.text);
@@ -135,10 +122,7 @@ fn direct_serves_only_the_named_worker_and_refuses_unnamed_requests() {
 
 #[test]
 fn device_aware_weighted_serves_on_both_workers() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::DeviceAwareWeighted)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::DeviceAwareWeighted).test(|t, _| async move {
         let mut seen = BTreeMap::<u64, usize>::new();
         for i in 0..16 {
             *seen
@@ -156,33 +140,31 @@ fn device_aware_weighted_serves_on_both_workers() {
 /// it, for each worker in turn.
 #[test]
 fn approximate_kv_routing_follows_its_own_decisions() {
-    run_test(|ctx| async move {
-        let t = TopologyBuilder::routed(2, RouterMode::Kv)
-            .frontend_args(["--no-router-kv-events"])
-            .start(&ctx)
-            .await?;
-        let client = t.client();
-        for (group, holder) in ids(&t).await?.into_iter().enumerate() {
-            let prefix = testbed_tests::prompt(900 + group as u64, 300);
-            let first = pinned(
-                OpenAiClient::chat_body("tiny", &format!("{prefix} first"), 2),
-                holder,
-            );
-            let answer = client.post("/v1/chat/completions", &first).await?;
-            assert_eq!(
-                Topology::served_by(&answer.json)?,
-                holder,
-                "{}",
-                answer.text
-            );
-            for i in 0..3 {
-                let w = served(&t, &format!("{prefix} repeat {i}")).await?;
-                assert_eq!(
-                    w, holder,
-                    "group {group}: repeat {i} follows the first request"
+    TopologyBuilder::routed(2, RouterMode::Kv)
+        .frontend_args(["--no-router-kv-events"])
+        .test(|t, _| async move {
+            let client = t.client();
+            for (group, holder) in ids(&t).await?.into_iter().enumerate() {
+                let prefix = testbed_tests::prompt(900 + group as u64, 300);
+                let first = pinned(
+                    OpenAiClient::chat_body("tiny", &format!("{prefix} first"), 2),
+                    holder,
                 );
+                let answer = client.post("/v1/chat/completions", &first).await?;
+                assert_eq!(
+                    Topology::served_by(&answer.json)?,
+                    holder,
+                    "{}",
+                    answer.text
+                );
+                for i in 0..3 {
+                    let w = served(&t, &format!("{prefix} repeat {i}")).await?;
+                    assert_eq!(
+                        w, holder,
+                        "group {group}: repeat {i} follows the first request"
+                    );
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use testbed_dynamo::TopologyBuilder;
-use testbed_harness::run_test;
 use testbed_tests::{assert_cancelled, disconnect_mid_stream, Before};
 
 fn slow() -> TopologyBuilder {
@@ -14,8 +13,7 @@ fn slow() -> TopologyBuilder {
 
 #[test]
 fn streaming_client_disconnect_cancels_on_the_worker() {
-    run_test(|ctx| async move {
-        let t = slow().start(&ctx).await?;
+    slow().test(|t, _| async move {
         let before = Before::scrape(&t.frontend.metrics_url(), &t.workers[0].metrics_url()).await?;
         let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "long story"}], "max_tokens": 500});
         disconnect_mid_stream(&t.client(), "/v1/chat/completions", body, || async {
@@ -28,8 +26,7 @@ fn streaming_client_disconnect_cancels_on_the_worker() {
 
 #[test]
 fn unary_client_disconnect_cancels_on_the_worker() {
-    run_test(|ctx| async move {
-        let t = slow().start(&ctx).await?;
+    slow().test(|t, _| async move {
         let before = Before::scrape(&t.frontend.metrics_url(), &t.workers[0].metrics_url()).await?;
         let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "long answer"}], "max_tokens": 500});
         let request = t

@@ -13,9 +13,13 @@ use testbed_dynamo::{MockerOptions, TopologyBuilder};
 use testbed_harness::{procinfo, reaper, run_test, Layout, RunId};
 use testbed_tests::{alive, all_dead};
 
-/// Starts the fixture child with a running stack in its own run; returns
-/// it and the pids of the stack.
-fn stack_in_child(run: &RunId) -> anyhow::Result<(std::process::Child, Vec<u32>)> {
+/// Starts the fixture child with a running stack in its own run, sends it
+/// `signal` once the stack is up, and returns how the child ended and the
+/// pids of its stack.
+fn signal_a_stack_in_a_child(
+    run: &RunId,
+    signal: i32,
+) -> anyhow::Result<(std::process::ExitStatus, Vec<u32>)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_testbed-fixture-child"))
         .arg("stack")
         .env("TESTBED_RUN_ID", run.as_str())
@@ -30,17 +34,16 @@ fn stack_in_child(run: &RunId) -> anyhow::Result<(std::process::Child, Vec<u32>)
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     anyhow::ensure!(pids.len() >= 5, "the stack child printed {line:?}");
-    Ok((child, pids))
+    // SAFETY: plain kill of our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    Ok((child.wait()?, pids))
 }
 
 #[test]
 fn sigkilled_test_process_with_a_stack_is_reaped() {
     run_test(|ctx| async move {
         let run = RunId::fresh("fault-sigkill");
-        let (mut child, pids) = stack_in_child(&run)?;
-        // SAFETY: plain kill of our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        child.wait()?;
+        let (_, pids) = signal_a_stack_in_a_child(&run, libc::SIGKILL)?;
         let reaped = reaper::reap_run(&Layout::from_env(), &run);
         println!(
             "the reaper killed {} process(es) the parent-death signal had not",
@@ -61,20 +64,14 @@ fn sigkilled_test_process_with_a_stack_is_reaped() {
 fn interrupted_test_process_stops_its_stack() {
     run_test(|_ctx| async move {
         let run = RunId::fresh("fault-sigint");
-        let (mut child, pids) = stack_in_child(&run)?;
-        // SAFETY: plain kill of our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        let status = child.wait()?;
+        let (status, pids) = signal_a_stack_in_a_child(&run, libc::SIGINT)?;
         assert_eq!(
             status.code(),
             Some(128 + libc::SIGINT),
             "the signal thread tore down and exited"
         );
         all_dead(&pids, Duration::from_secs(5)).await?;
-        assert!(
-            reaper::records(&Layout::from_env(), &run).is_empty(),
-            "nothing was left for the reaper"
-        );
+        testbed_tests::assert_nothing_left_for_the_reaper(&run);
         Ok(())
     });
 }
@@ -88,20 +85,12 @@ fn worker_dying_at_start_fails_fast_with_its_log() {
         });
         let started = Instant::now();
         let err = builder.start(&ctx).await.unwrap_err();
-        let text = format!("{err:#}");
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "failed fast, not at a timeout ({:?})",
             started.elapsed()
         );
-        assert!(
-            text.starts_with("worker-0 exited with exit code 2 before it was ready"),
-            "{text}"
-        );
-        assert!(
-            text.contains("--no-such-flag"),
-            "the worker's log is quoted: {text}"
-        );
+        testbed_tests::assert_early_exit(&err, "worker-0", 2, "--no-such-flag");
         Ok(())
     });
 }

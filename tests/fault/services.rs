@@ -65,31 +65,29 @@ fn nats_jetstream_restart_mid_run_recovers() {
 
 #[test]
 fn etcd_cluster_loses_each_member_in_turn_under_load() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .etcd_members(3)
-            .start(&ctx)
-            .await?;
-        for member in 0..3 {
-            let load = load_on(&t, 2, 3);
-            t.etcd.as_mut().unwrap().kill_member(member).await;
-            let report = load.finish().await?;
-            check_nothing_lost(&format!("etcd member {member} down"), &report);
+    TopologyBuilder::routed(2, RouterMode::RoundRobin)
+        .etcd_members(3)
+        .test(|mut t, _| async move {
+            for member in 0..3 {
+                let load = load_on(&t, 2, 3);
+                t.etcd.as_mut().unwrap().kill_member(member).await;
+                let report = load.finish().await?;
+                check_nothing_lost(&format!("etcd member {member} down"), &report);
+                assert_eq!(
+                    report.failed_total(),
+                    0,
+                    "member {member} down: {}",
+                    report.summary()
+                );
+                t.etcd.as_mut().unwrap().start_member(member).await?;
+            }
             assert_eq!(
-                report.failed_total(),
-                0,
-                "member {member} down: {}",
-                report.summary()
+                t.ready_workers().await?,
+                2,
+                "both workers stayed registered"
             );
-            t.etcd.as_mut().unwrap().start_member(member).await?;
-        }
-        assert_eq!(
-            t.ready_workers().await?,
-            2,
-            "both workers stayed registered"
-        );
-        Ok(())
-    });
+            Ok(())
+        });
 }
 
 /// Single-node etcd loss, as Dynamo 1.6.1 behaves: the frontend and the
@@ -99,10 +97,7 @@ fn etcd_cluster_loses_each_member_in_turn_under_load() {
 /// machine): that is printed as a finding, not asserted.
 #[test]
 fn single_etcd_loss_is_survived_and_service_resumes_when_it_returns() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::RoundRobin).test(|mut t, _| async move {
         t.etcd.as_mut().unwrap().kill_member(0).await;
         let during = tokio::time::timeout(
             Duration::from_secs(5),
@@ -143,10 +138,7 @@ fn single_etcd_loss_is_survived_and_service_resumes_when_it_returns() {
 
 #[test]
 fn frontend_restart_rediscovers_the_workers() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::RoundRobin).test(|mut t, _| async move {
         t.restart_frontend().await?;
         assert_eq!(t.ready_workers().await?, 2);
         let report = load_on(&t, 2, 2).finish().await?;

@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use testbed_dynamo::{Metrics, OpenAiClient, RouterMode, Topology, TopologyBuilder};
-use testbed_harness::poll::{Check, Poll};
-use testbed_harness::run_test;
 use testbed_load::Stream;
 
 use crate::{check_none_failed, check_nothing_lost, load_on};
@@ -39,9 +37,8 @@ async fn kill_mid_stream(
 
 #[test]
 fn sigkill_mid_stream_with_migration_completes_every_token() {
-    run_test(|ctx| async move {
-        // One migration is all it takes: a limit of 1 must allow it.
-        let mut t = slow_pair(1).start(&ctx).await?;
+    // One migration is all it takes: a limit of 1 must allow it.
+    slow_pair(1).test(|mut t, _| async move {
         let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
         let stream = kill_mid_stream(&mut t, "migrate me", Duration::from_secs(60)).await?;
         testbed_tests::assert_migrated(&stream, 200, &t.frontend.metrics_url(), &before).await?;
@@ -51,8 +48,7 @@ fn sigkill_mid_stream_with_migration_completes_every_token() {
 
 #[test]
 fn sigkill_mid_stream_without_migration_is_an_explicit_error() {
-    run_test(|ctx| async move {
-        let mut t = slow_pair(0).start(&ctx).await?;
+    slow_pair(0).test(|mut t, _| async move {
         let stream = kill_mid_stream(&mut t, "no migration", Duration::from_secs(30)).await?;
         assert_eq!(stream.status, 200, "the stream had started");
         let error = stream.error().expect("an SSE error event, not silence");
@@ -71,10 +67,7 @@ fn sigkill_mid_stream_without_migration_is_an_explicit_error() {
 
 #[test]
 fn dead_worker_leaves_etcd_discovery_then_nothing_fails() {
-    run_test(|ctx| async move {
-        let mut t = TopologyBuilder::routed(2, RouterMode::RoundRobin)
-            .start(&ctx)
-            .await?;
+    TopologyBuilder::routed(2, RouterMode::RoundRobin).test(|mut t, _| async move {
         t.workers[0].process().signal(libc::SIGKILL);
         // The worker's etcd lease must expire: ~25–30 s in 1.6.1.
         let took = t.wait_for_worker_count(1, Duration::from_secs(60)).await?;
@@ -98,8 +91,7 @@ fn migrating_pair() -> TopologyBuilder {
 
 #[test]
 fn sigterm_under_load_fails_nothing() {
-    run_test(|ctx| async move {
-        let mut t = migrating_pair().start(&ctx).await?;
+    migrating_pair().test(|mut t, _| async move {
         let load = load_on(&t, 4, 5);
         // SIGTERM goes to a worker that is generating for a client.
         let busy = t.busy_worker(Duration::from_secs(10)).await?;
@@ -107,19 +99,7 @@ fn sigterm_under_load_fails_nothing() {
         // It leaves discovery and exits by itself (no SIGKILL)...
         let left = t.wait_for_worker_count(1, Duration::from_secs(30)).await?;
         let worker = &mut t.workers[busy];
-        let (status, exited) = Poll::new(format!("{} exiting after SIGTERM", worker.name()))
-            .timeout(Duration::from_secs(30))
-            .every(Duration::from_millis(50))
-            .until_timed(|| {
-                let status = worker.process().exit_status();
-                async move {
-                    Ok(match status {
-                        Some(s) => Check::Done(s),
-                        None => Check::NotYet("still running".into()),
-                    })
-                }
-            })
-            .await?;
+        let (status, exited) = worker.process().wait_exit(Duration::from_secs(30)).await?;
         println!("the SIGTERMed worker left discovery after {left:?} and exited ({status:?}) after {exited:?}");
         assert!(status.success(), "a graceful exit, not a crash: {status:?}");
         // ... while its requests finished or moved: the load fails nothing.
@@ -131,8 +111,7 @@ fn sigterm_under_load_fails_nothing() {
 
 #[test]
 fn stall_and_resume_under_load_loses_nothing() {
-    run_test(|ctx| async move {
-        let mut t = migrating_pair().start(&ctx).await?;
+    migrating_pair().test(|mut t, _| async move {
         let load = load_on(&t, 4, 6);
         tokio::time::sleep(Duration::from_secs(1)).await;
         t.workers[0].process().signal(libc::SIGSTOP);

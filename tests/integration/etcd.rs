@@ -7,11 +7,19 @@ use backon::{ConstantBuilder, Retryable};
 use testbed_etcd::{EtcdCluster, KeyEvent, KeyWatch};
 use testbed_harness::run_test;
 
-#[test]
-fn put_get_and_list() {
+/// Runs a test against a single etcd node of its own (up until the body
+/// returns), with a client.
+fn on_single_etcd(body: impl AsyncFnOnce(&EtcdCluster, etcd_client::Client) -> anyhow::Result<()>) {
     run_test(|ctx| async move {
         let etcd = EtcdCluster::single(&ctx).await?;
-        let mut client = etcd.client().await?;
+        let client = etcd.client().await?;
+        body(&etcd, client).await
+    });
+}
+
+#[test]
+fn put_get_and_list() {
+    on_single_etcd(async |etcd, mut client| {
         client.put("v1/a/1", "one", None).await?;
         client.put("v1/a/2", "two", None).await?;
         client.put("v1/b/1", "other", None).await?;
@@ -24,9 +32,7 @@ fn put_get_and_list() {
 
 #[test]
 fn watch_sees_put_and_delete() {
-    run_test(|ctx| async move {
-        let etcd = EtcdCluster::single(&ctx).await?;
-        let mut client = etcd.client().await?;
+    on_single_etcd(async |etcd, mut client| {
         let mut watch = KeyWatch::new(&mut client, "svc/").await?;
         let mut writer = etcd.client().await?;
         writer.put("svc/worker-1", "up", None).await?;
@@ -45,9 +51,7 @@ fn watch_sees_put_and_delete() {
 
 #[test]
 fn lease_expiry_removes_the_key() {
-    run_test(|ctx| async move {
-        let etcd = EtcdCluster::single(&ctx).await?;
-        let mut client = etcd.client().await?;
+    on_single_etcd(async |etcd, mut client| {
         let lease = client.lease_grant(1, None).await?;
         let mut watch = KeyWatch::new(&mut client, "leased/").await?;
         client
@@ -121,15 +125,7 @@ fn unusable_data_dir_is_quoted_and_left_alone() {
         let blocker = ctx.dir().join("etcd-data");
         std::fs::write(&blocker, "precious")?;
         let err = EtcdCluster::single(&ctx).await.unwrap_err();
-        let text = format!("{err:#}");
-        assert!(
-            text.starts_with("etcd exited with exit code 1 before it was ready"),
-            "{text}"
-        );
-        assert!(
-            text.contains("etcd-data"),
-            "the log names the folder: {text}"
-        );
+        testbed_tests::assert_early_exit(&err, "etcd", 1, "etcd-data");
         assert_eq!(
             std::fs::read_to_string(&blocker)?,
             "precious",
@@ -147,7 +143,7 @@ fn a_new_cluster_in_a_used_directory_starts_empty() {
     run_test(|ctx| async move {
         let dir = ctx.subdir("etcd")?;
         {
-            let mut first = EtcdCluster::start_in(&dir, "etcd", 1).await?;
+            let mut first = EtcdCluster::start_with(&dir, "etcd", 1, None).await?;
             first
                 .client()
                 .await?
@@ -159,7 +155,7 @@ fn a_new_cluster_in_a_used_directory_starts_empty() {
             dir.join("etcd-data").exists(),
             "the first cluster left its data"
         );
-        let second = EtcdCluster::start_in(&dir, "etcd", 1).await?;
+        let second = EtcdCluster::start_with(&dir, "etcd", 1, None).await?;
         assert_eq!(second.keys("v1/").await?, Vec::<String>::new());
         Ok(())
     });

@@ -30,6 +30,14 @@ async fn eventually_dead(pids: &[u32], within: Duration) -> anyhow::Result<()> {
     testbed_tests::all_dead(pids, within).await
 }
 
+/// Drops `tree` and checks that its leader and grandchild are gone within
+/// 100 ms.
+async fn dropped_tree_dies(tree: ManagedProcess, grandchild: u32) -> anyhow::Result<()> {
+    let leader = tree.pid();
+    drop(tree);
+    eventually_dead(&[leader, grandchild], Duration::from_millis(100)).await
+}
+
 #[test]
 fn drop_kills_the_whole_tree() {
     run_test(|ctx| async move {
@@ -41,8 +49,7 @@ fn drop_kills_the_whole_tree() {
             2,
             "leader and grandchild share the group"
         );
-        drop(tree);
-        eventually_dead(&[leader, grandchild], Duration::from_millis(100)).await
+        dropped_tree_dies(tree, grandchild).await
     });
 }
 
@@ -97,7 +104,6 @@ fn stop_escalates_to_sigkill_after_the_grace_period() {
 fn readiness_timeout_names_the_probe_and_leaves_nothing() {
     run_test(|ctx| async move {
         let (mut tree, grandchild) = spawn_tree(&ctx).await?;
-        let leader = tree.pid();
         let nobody = PortLease::allocate()?;
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], nobody.port()));
         let err = tree
@@ -116,8 +122,7 @@ fn readiness_timeout_names_the_probe_and_leaves_nothing() {
             text.contains(&format!("its log is {}", tree.log_path().display())),
             "{text}"
         );
-        drop(tree);
-        eventually_dead(&[leader, grandchild], Duration::from_millis(100)).await
+        dropped_tree_dies(tree, grandchild).await
     });
 }
 
@@ -208,6 +213,14 @@ fn fixture(
     }
 }
 
+/// Checks that the fixture's tree (`leader`, `grandchild`) died within 2 s
+/// and that its teardown removed the run's records.
+async fn fixture_left_nothing(run: &RunId, leader: u32, grandchild: u32) -> anyhow::Result<()> {
+    eventually_dead(&[leader, grandchild], Duration::from_secs(2)).await?;
+    testbed_tests::assert_nothing_left_for_the_reaper(run);
+    Ok(())
+}
+
 #[test]
 fn panic_in_the_test_process_leaves_nothing() {
     run_test(|ctx| async move {
@@ -215,12 +228,7 @@ fn panic_in_the_test_process_leaves_nothing() {
         let (mut child, leader, grandchild) = fixture(&ctx, "panic", &run)?;
         let status = child.wait()?;
         assert_eq!(status.code(), Some(101), "the fixture panicked");
-        eventually_dead(&[leader, grandchild], Duration::from_secs(2)).await?;
-        assert!(
-            reaper::records(&Layout::from_env(), &run).is_empty(),
-            "teardown removed the record"
-        );
-        Ok(())
+        fixture_left_nothing(&run, leader, grandchild).await
     });
 }
 
@@ -237,9 +245,7 @@ fn sigterm_of_the_test_process_leaves_nothing() {
             Some(128 + libc::SIGTERM),
             "the signal thread ran teardown and exited"
         );
-        eventually_dead(&[leader, grandchild], Duration::from_secs(2)).await?;
-        assert!(reaper::records(&Layout::from_env(), &run).is_empty());
-        Ok(())
+        fixture_left_nothing(&run, leader, grandchild).await
     });
 }
 

@@ -6,11 +6,19 @@ use futures::StreamExt;
 use testbed_harness::run_test;
 use testbed_nats::{NatsMode, NatsServer};
 
-#[test]
-fn publish_subscribe() {
+/// Runs a test against a core NATS server of its own (up until the body
+/// returns), with a client.
+fn on_core_nats(body: impl AsyncFnOnce(&NatsServer, async_nats::Client) -> anyhow::Result<()>) {
     run_test(|ctx| async move {
         let nats = NatsServer::start(&ctx, NatsMode::Core).await?;
         let client = nats.client().await?;
+        body(&nats, client).await
+    });
+}
+
+#[test]
+fn publish_subscribe() {
+    on_core_nats(async |_, client| {
         let mut sub = client.subscribe("greetings.>").await?;
         client.flush().await?;
         client.publish("greetings.en", "hello".into()).await?;
@@ -26,9 +34,7 @@ fn publish_subscribe() {
 
 #[test]
 fn request_reply() {
-    run_test(|ctx| async move {
-        let nats = NatsServer::start(&ctx, NatsMode::Core).await?;
-        let responder = nats.client().await?;
+    on_core_nats(async |nats, responder| {
         let mut requests = responder.subscribe("echo").await?;
         responder.flush().await?;
         tokio::spawn(async move {
@@ -180,15 +186,7 @@ fn a_server_that_exits_at_start_is_quoted() {
         )?;
         unsafe { std::env::set_var("TESTBED_NATS_SERVER", &wrapper) };
         let err = NatsServer::start(&ctx, NatsMode::Core).await.unwrap_err();
-        let text = format!("{err:#}");
-        assert!(
-            text.starts_with("nats exited with exit code 1 before it was ready"),
-            "{text}"
-        );
-        assert!(
-            text.contains("/nonexistent/testbed.conf"),
-            "the log is quoted: {text}"
-        );
+        testbed_tests::assert_early_exit(&err, "nats", 1, "/nonexistent/testbed.conf");
         Ok(())
     });
 }

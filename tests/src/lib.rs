@@ -174,6 +174,32 @@ where
     Ok(())
 }
 
+/// Asserts that `err` says `who` exited with `code` before it was ready
+/// and quotes the log line that names `quoted`.
+pub fn assert_early_exit(err: &anyhow::Error, who: &str, code: i32, quoted: &str) {
+    let text = format!("{err:#}");
+    let expected = format!("{who} exited with exit code {code} before it was ready");
+    assert!(
+        text.starts_with(&expected),
+        "expected `{expected}…`: {text}"
+    );
+    assert!(
+        text.contains(quoted),
+        "the log is quoted ({quoted}): {text}"
+    );
+}
+
+/// Asserts that run `run` left no process record behind: its processes
+/// were stopped by their own teardown, not left for the reaper.
+pub fn assert_nothing_left_for_the_reaper(run: &testbed_harness::RunId) {
+    let records = testbed_harness::reaper::records(&testbed_harness::Layout::from_env(), run);
+    assert!(
+        records.is_empty(),
+        "teardown removed every record of run {}: {records:?}",
+        run.as_str()
+    );
+}
+
 /// The `testbed-runner` binary (`cargo xtask up` and `bench` are it), as
 /// `cargo xtask test` builds it.
 pub fn runner_binary() -> anyhow::Result<std::path::PathBuf> {

@@ -478,16 +478,14 @@ mod tests {
 
     #[test]
     fn a_malformed_baseline_shows_the_accepted_form() {
-        let dir = std::env::temp_dir().join(format!("testbed-baseline-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("baseline.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baseline.toml");
         std::fs::write(&path, "frontend = 40\n").unwrap();
         let err = format!("{:#}", Baseline::read(&path).unwrap_err());
         assert!(
             err.contains("is not a coverage baseline; the accepted form is\n  [tiers.e2e]\n  frontend = 40.0"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub fn missing(error: anyhow::Error) -> anyhow::Error {
     .into()
 }
 
+/// `error` as a usage error (exit 2).
+pub fn usage(error: anyhow::Error) -> anyhow::Error {
+    ExitError {
+        exit: Exit::Usage,
+        error,
+    }
+    .into()
+}
+
 /// The exit code an error calls for: its own, else 1.
 pub fn code_of(error: &anyhow::Error) -> i32 {
     error

@@ -74,6 +74,37 @@ pub enum Command {
     /// survived (a missing test) or could not be judged.
     #[command(after_help = EXIT_CODES_HELP)]
     Mutate(MutateFlags),
+    /// Work with the results of earlier runs (each run writes
+    /// `target/testbed/<run>/summary.json`, its JUnit files and
+    /// `report.html`).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `cargo xtask report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the run folders of a tier's shares (`cargo xtask test
+    /// --partition K/N`, on one machine or several) into one run: one
+    /// summary table, one JUnit file per tier, one report. Fails when a
+    /// test ran in two shares.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Merge(MergeFlags),
+}
+
+/// `cargo xtask report merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeFlags {
+    /// The shares' run folders (`target/testbed/<run>`, or copies of them).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged run goes [default: target/testbed/merged-<id>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the merged summary as JSON on stdout (the table goes to
+    /// stderr).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments handed to `testbed-runner` as they are.
@@ -99,6 +130,23 @@ pub struct TestFlags {
     /// Print the summary as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Run one share of the tier's tests, as nextest deals them: `hash:K/N`
+    /// (by test name) or `count:K/N` (round-robin). Run every share (on
+    /// one machine or N) and merge their run folders with `cargo xtask
+    /// report merge`.
+    #[arg(long, value_name = "hash:K/N")]
+    pub partition: Option<crate::partition::Partition>,
+    /// Run the e2e families that only send requests (`tests/e2e/remote.rs`)
+    /// against a running Dynamo deployment at this frontend URL (e.g. one
+    /// `cargo xtask up` started, or a port-forwarded Kubernetes service)
+    /// instead of stacks of their own; every other test of the tier is
+    /// reported as skipped, with the reason. Only with `--tier e2e`.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// With `--target`: the deployment's Prometheus endpoint [default:
+    /// URL/metrics].
+    #[arg(long, value_name = "URL", requires = "target")]
+    pub metrics_url: Option<String>,
     /// Run every Python process of the tier (Dynamo's frontends, workers
     /// and their subprocesses) under coverage.py and report line and
     /// branch coverage per Dynamo component: a table, plus `coverage.json`,

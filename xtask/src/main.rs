@@ -16,8 +16,10 @@ mod coverage;
 mod doctor;
 mod exit;
 mod flags;
+mod merge;
 mod mutate;
 mod needs;
+mod partition;
 mod provision;
 mod report;
 mod runner;
@@ -49,6 +51,7 @@ fn main() {
         flags::Command::Bench(f) => runner_command(&layout, "bench", &f.args),
         flags::Command::Bisect(f) => bisect::run(&sh, f),
         flags::Command::Mutate(f) => mutate::run(f),
+        flags::Command::Report(flags::ReportCommand::Merge(f)) => merge::run(f),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -413,14 +413,14 @@ mod tests {
 
     #[test]
     fn a_tree_digest_sees_a_changed_byte() {
-        let dir = std::env::temp_dir().join(format!("testbed-digest-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("sub/a.py"), "x = 1\n").unwrap();
-        let before = tree_digest(&dir).unwrap();
+        let before = tree_digest(dir).unwrap();
         std::fs::write(dir.join("sub/a.py"), "x = 2\n").unwrap();
-        assert_ne!(tree_digest(&dir).unwrap(), before);
+        assert_ne!(tree_digest(dir).unwrap(), before);
         std::fs::write(dir.join("sub/a.py"), "x = 1\n").unwrap();
-        assert_eq!(tree_digest(&dir).unwrap(), before);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(tree_digest(dir).unwrap(), before);
     }
 }

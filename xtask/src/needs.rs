@@ -28,6 +28,9 @@ struct RawRule {
     tests: String,
     /// What they need.
     needs: Vec<String>,
+    /// Why, when the need alone does not say it (put before the reason).
+    #[serde(default)]
+    why: Option<String>,
 }
 
 /// One rule: these tests need those things.
@@ -37,6 +40,8 @@ pub struct Rule {
     pub tests: String,
     /// What they need.
     pub needs: Vec<Need>,
+    /// Why they need it, when the need alone does not say.
+    pub why: Option<String>,
 }
 
 /// Reads `tests/needs.toml`.
@@ -60,6 +65,7 @@ pub fn parse(text: &str, pins: &Pins) -> anyhow::Result<Vec<Rule>> {
             Ok(Rule {
                 tests: r.tests,
                 needs,
+                why: r.why,
             })
         })
         .collect()
@@ -87,7 +93,10 @@ pub fn unmet(rules: &[Rule], caps: &Capabilities) -> Vec<Unmet> {
                 .collect();
             (!missing.is_empty()).then(|| Unmet {
                 tests: rule.tests.clone(),
-                reason: missing.join("; "),
+                reason: match &rule.why {
+                    Some(why) => format!("{why}; {}", missing.join("; ")),
+                    None => missing.join("; "),
+                },
             })
         })
         .collect()
@@ -147,9 +156,14 @@ mod tests {
                 Err("unknown need \"cuda\""),
             ),
             (
+                "a rule that says why",
+                "[[rule]]\ntests = \"x\"\nneeds = [\"gpu\"]\nwhy = \"it calls CUDA\"\n",
+                Ok(1),
+            ),
+            (
                 "unknown key",
-                "[[rule]]\ntests = \"x\"\nneeds = []\nwhy = 1\n",
-                Err("unknown field `why`"),
+                "[[rule]]\ntests = \"x\"\nneeds = []\nbecause = 1\n",
+                Err("unknown field `because`"),
             ),
         ];
         for (name, text, expected) in cases {

@@ -242,12 +242,7 @@ pub fn ensure_env(
     let parent = env.dir.parent().expect("an env dir has a parent");
     Layout::ensure_dir(parent)?;
     let lock_path = parent.join(format!("{}.lock", env.name));
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)?;
-    let mut guard = fd_lock::RwLock::new(lock_file);
+    let mut guard = testbed_harness::file_lock::open(&lock_path)?;
     let _guard = guard
         .write()
         .with_context(|| format!("lock {}", lock_path.display()))?;

@@ -134,6 +134,24 @@ th{background:#f3f3f3}td.n{text-align:right}.ok{color:#176c2d;font-weight:600}.b
 .skip{color:#8a6d00}pre{background:#fafafa;border:1px solid #ddd;padding:.6em;overflow-x:auto;font-size:90%}\
 details{margin:.5em 0}summary{cursor:pointer}";
 
+/// The tier table's columns, in both renderings.
+const TIER_COLUMNS: [&str; 7] = [
+    "tier", "passed", "failed", "flaky", "skipped", "wall", "status",
+];
+
+/// One tier's row of the tier table, as text, in [`TIER_COLUMNS`]' order.
+fn tier_row(tier: &Tier, t: &TierResult) -> [String; 7] {
+    [
+        tier.to_string(),
+        t.passed.to_string(),
+        t.failed.to_string(),
+        t.flaky.to_string(),
+        t.skipped.len().to_string(),
+        format!("{:.1} s", t.wall.as_secs_f64()),
+        if t.ok() { "ok" } else { "FAILED" }.to_owned(),
+    ]
+}
+
 /// The report as a self-contained HTML page.
 pub fn html(r: &RunReport<'_>) -> String {
     let mut h = String::new();
@@ -146,19 +164,19 @@ pub fn html(r: &RunReport<'_>) -> String {
         cls = if ok { "ok" } else { "bad" },
         verdict = if ok { "every tier passed" } else { "FAILED" },
     );
-    h += "<h2>Tiers</h2><table id=\"tiers\"><tr><th>tier</th><th>passed</th><th>failed</th><th>flaky</th><th>skipped</th><th>wall</th><th>status</th></tr>";
+    h += "<h2>Tiers</h2><table id=\"tiers\"><tr>";
+    for column in TIER_COLUMNS {
+        let _ = write!(h, "<th>{column}</th>");
+    }
+    h += "</tr>";
     for (tier, t) in r.tiers {
-        let _ = write!(
-            h,
-            "<tr><td>{tier}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{:.1} s</td><td class=\"{}\">{}</td></tr>",
-            t.passed,
-            t.failed,
-            t.flaky,
-            t.skipped.len(),
-            t.wall.as_secs_f64(),
-            if t.ok() { "ok" } else { "bad" },
-            if t.ok() { "ok" } else { "FAILED" },
-        );
+        let [name, counts @ .., status] = tier_row(tier, t);
+        let _ = write!(h, "<tr><td>{name}</td>");
+        for n in counts {
+            let _ = write!(h, "<td class=\"n\">{n}</td>");
+        }
+        let class = if t.ok() { "ok" } else { "bad" };
+        let _ = write!(h, "<td class=\"{class}\">{status}</td></tr>");
     }
     h += "</table>";
 
@@ -263,18 +281,16 @@ pub fn html(r: &RunReport<'_>) -> String {
 /// The report as Markdown (tier table, failures, skips).
 pub fn markdown(r: &RunReport<'_>) -> String {
     let mut m = format!("## Dynamo Testbed run `{}`\n\n", r.run_id);
-    m += "| tier | passed | failed | flaky | skipped | wall | status |\n| :-- | --: | --: | --: | --: | --: | :-- |\n";
+    m += &format!(
+        "| {} |\n| :-- | --: | --: | --: | --: | --: | :-- |\n",
+        TIER_COLUMNS.join(" | ")
+    );
     for (tier, t) in r.tiers {
-        let _ = writeln!(
-            m,
-            "| {tier} | {} | {} | {} | {} | {:.1} s | {} |",
-            t.passed,
-            t.failed,
-            t.flaky,
-            t.skipped.len(),
-            t.wall.as_secs_f64(),
-            if t.ok() { "ok" } else { "**FAILED**" }
-        );
+        let mut row = tier_row(tier, t);
+        if !t.ok() {
+            row[6] = format!("**{}**", row[6]);
+        }
+        let _ = writeln!(m, "| {} |", row.join(" | "));
     }
     for (tier, cases) in &r.cases {
         for c in cases {

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tier::Tier;
 
 /// A test xtask excluded, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {
     /// `binary::test` name.
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Skipped {
 }
 
 /// What one tier did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TierResult {
     /// Tests that passed (flaky ones included).
     pub passed: usize,
@@ -31,7 +31,7 @@ pub struct TierResult {
     /// Tests excluded for unmet needs.
     pub skipped: Vec<Skipped>,
     /// Wall time of the tier.
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub wall: Duration,
     /// nextest's exit code.
     pub exit_code: i32,
@@ -50,6 +50,11 @@ impl TierResult {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 10.0).round() / 10.0)
+}
+
+fn from_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = <f64 as serde::Deserialize>::deserialize(d)?;
+    Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom)
 }
 
 /// Counts of one JUnit file.
@@ -128,6 +133,74 @@ pub fn json(results: &[(Tier, TierResult)], logs: &Path) -> serde_json::Value {
         "ok": results.iter().all(|(_, r)| r.ok()),
         "logs": logs,
     })
+}
+
+/// The file a run folder's summary is saved in.
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Saves the run's results in its folder `dir`: [`SUMMARY_FILE`] (the
+/// `--json` summary, plus the `partition` the run took) and a copy of each
+/// tier's JUnit files as `junit/<tier>/` (nextest overwrites its own on
+/// the next run), so that the folder alone is enough for `cargo xtask
+/// report merge`.
+pub fn save(
+    results: &[(Tier, TierResult)],
+    dir: &Path,
+    partition: Option<&crate::partition::Partition>,
+) -> anyhow::Result<PathBuf> {
+    let mut saved = Vec::new();
+    for (tier, r) in results {
+        let mut r = r.clone();
+        let junit_dir = dir.join("junit").join(tier.name());
+        std::fs::create_dir_all(&junit_dir)
+            .with_context(|| format!("create {}", junit_dir.display()))?;
+        for junit in &mut r.junit {
+            let name = junit.file_name().unwrap_or_default();
+            let copy = junit_dir.join(name);
+            // A merged run's files are already there.
+            if *junit != copy {
+                std::fs::copy(&*junit, &copy)
+                    .with_context(|| format!("copy {} to {}", junit.display(), copy.display()))?;
+            }
+            *junit = copy;
+        }
+        saved.push((*tier, r));
+    }
+    let mut summary = json(&saved, dir);
+    summary["partition"] = partition.map(|p| p.to_string()).into();
+    let path = dir.join(SUMMARY_FILE);
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(path)
+}
+
+/// A saved run: its tiers' results and the partition it took, if any.
+pub type SavedRun = (Vec<(Tier, TierResult)>, Option<String>);
+
+/// Reads a run folder's [`SUMMARY_FILE`] back.
+pub fn load(dir: &Path) -> anyhow::Result<SavedRun> {
+    let path = dir.join(SUMMARY_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a run folder of `cargo xtask test` (no {SUMMARY_FILE})",
+            dir.display()
+        )
+    })?;
+    let summary: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+    let tiers = summary["tiers"]
+        .as_array()
+        .with_context(|| format!("{} has no tiers", path.display()))?;
+    let mut results = Vec::new();
+    for t in tiers {
+        let name = t["tier"].as_str().unwrap_or_default();
+        let tier = <Tier as clap::ValueEnum>::from_str(name, false)
+            .map_err(|_| anyhow::anyhow!("{}: unknown tier {name:?}", path.display()))?;
+        let result: TierResult = serde_json::from_value(t.clone())
+            .with_context(|| format!("{}: tier {name}", path.display()))?;
+        results.push((tier, result));
+    }
+    Ok((results, summary["partition"].as_str().map(str::to_owned)))
 }
 
 /// Prints the end-of-run table (to stderr when stdout carries JSON).

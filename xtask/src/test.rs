@@ -15,6 +15,7 @@ use crate::capability::{Capabilities, Need};
 use crate::coverage::{self, CoverageRun, CoverageSetup};
 use crate::exit::{self, Exit};
 use crate::flags::TestFlags;
+use crate::partition::Partition;
 use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
 use crate::tier::{Tier, TierArg};
@@ -30,9 +31,18 @@ macro_rules! say {
     };
 }
 
+/// The tests `--target` runs against a running deployment: the e2e
+/// families that only send requests.
+const REMOTE_FAMILIES: &str = "binary(e2e) & test(/^remote::/)";
+
 /// Runs the tiers `flags` names; returns the process exit code.
 pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     JSON.store(flags.json, Ordering::Relaxed);
+    if flags.target.is_some() && flags.tier != TierArg::One(Tier::E2e) {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--target runs the e2e families that only send requests: use it with --tier e2e"
+        )));
+    }
     let layout = Layout::from_env();
     let run_id = RunId::fresh("xtask");
     let tiers = flags.tier.tiers();
@@ -94,7 +104,13 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     let mut below_baseline = false;
     let mut measured_coverage: Vec<(Tier, Vec<coverage::Component>)> = Vec::new();
     let rules = needs::load(&layout.repo_root.join("tests/needs.toml"), &pins)?;
-    let unmet = needs::unmet(&rules, &caps);
+    let mut unmet = needs::unmet(&rules, &caps);
+    if flags.target.is_some() {
+        unmet.push(needs::Unmet {
+            tests: format!("not ({REMOTE_FAMILIES})"),
+            reason: "starts, stops or reconfigures processes of its own: with --target only the families of tests/e2e/remote.rs run".into(),
+        });
+    }
     // Tiers that hold shared services start them with testbed-runner.
     let runner = if tiers.iter().any(|t| t.shares_services()) {
         Some(runner::build(&layout)?)
@@ -146,7 +162,17 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     }
     let logs = layout.run_artifacts(&run_id);
     summary::print(&results, &logs, flags.json);
-    match write_report(&layout, &pins, &run_id, &results, &measured_coverage) {
+    if let Err(e) = summary::save(&results, &logs, flags.partition.as_ref()) {
+        say!("xtask: the run's summary could not be saved: {e:#}");
+    }
+    match write_report(
+        &layout,
+        &pins,
+        run_id.as_str(),
+        &logs,
+        &results,
+        &measured_coverage,
+    ) {
         Ok(path) => say!("report: {}", path.display()),
         Err(e) => say!("xtask: the run report could not be written: {e:#}"),
     }
@@ -166,15 +192,16 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// `target/testbed/<run>/report.html` (and `.md`) for the tiers that ran.
-fn write_report(
+/// `<logs>/report.html` (and `.md`) of run `run_name` for the tiers that
+/// ran.
+pub fn write_report(
     layout: &Layout,
     pins: &Pins,
-    run_id: &RunId,
+    run_name: &str,
+    logs: &Path,
     results: &[(Tier, TierResult)],
     coverage: &[(Tier, Vec<coverage::Component>)],
 ) -> anyhow::Result<std::path::PathBuf> {
-    let logs = layout.run_artifacts(run_id);
     let mut cases = Vec::new();
     for (tier, result) in results {
         let mut tier_cases = Vec::new();
@@ -184,14 +211,14 @@ fn write_report(
         cases.push((*tier, tier_cases));
     }
     let run = report::RunReport {
-        run_id: run_id.as_str(),
+        run_id: run_name,
         tiers: results,
         cases,
         coverage,
         provenance: report::provenance(pins, &layout.repo_root),
-        logs: &logs,
+        logs,
     };
-    report::write(&run, &logs)
+    report::write(&run, logs)
 }
 
 /// Reports a tier's coverage (and checks it against the baseline, with
@@ -265,6 +292,13 @@ impl TierPlan<'_> {
             ),
         ];
         env.extend(self.extra_env.iter().cloned());
+        if let Some(url) = &self.flags.target {
+            // Read by testbed_dynamo::deployment.
+            env.push(("TESTBED_TARGET_URL", url.clone()));
+            if let Some(metrics) = &self.flags.metrics_url {
+                env.push(("TESTBED_TARGET_METRICS_URL", metrics.clone()));
+            }
+        }
         // What the tier's tests share (NATS, etcd, engine stacks) is held
         // for the whole tier, so that it starts once.
         let hold = if tier.shares_services() {
@@ -288,6 +322,7 @@ impl TierPlan<'_> {
                     .args(["nextest", "run", "--profile", profile, "--no-tests=warn"])
                     .args(self.built.reuse_args())
                     .args(with_exclusions(&filter, &self.flags.nextest_args))
+                    .args(self.flags.partition.iter().flat_map(|p| p.nextest_args()))
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .status()
                     .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")
@@ -357,6 +392,7 @@ impl TierPlan<'_> {
                 self.built,
                 profile,
                 &and_user(&any_unmet, &user_filtersets),
+                self.flags.partition.as_ref(),
             )?
             .is_empty()
         {
@@ -368,6 +404,7 @@ impl TierPlan<'_> {
                 self.built,
                 profile,
                 &and_user(&u.tests, &user_filtersets),
+                self.flags.partition.as_ref(),
             )? {
                 reasons.entry(name).or_default().push(u.reason.clone());
             }
@@ -388,9 +425,11 @@ fn list_tests(
     built: &cargo::BuiltTests,
     profile: &str,
     filter: &str,
+    partition: Option<&Partition>,
 ) -> anyhow::Result<Vec<String>> {
     let mut command = cargo::command(layout)?;
     command.args(["nextest", "list", "--profile", profile, "-E", filter]);
+    command.args(partition.iter().flat_map(|p| p.nextest_args()));
     command
         .args(["--message-format", "json"])
         .args(built.reuse_args());
@@ -480,10 +519,9 @@ mod tests {
     #[test]
     fn slow_coverage_gate_fails_below_the_baseline_and_passes_above() {
         let layout = Layout::from_env();
-        let dir = std::env::temp_dir().join(format!("testbed-gate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let gate = |frontend_min: f64| {
-            let baseline = dir.join(format!("baseline-{frontend_min}.toml"));
+            let baseline = dir.path().join(format!("baseline-{frontend_min}.toml"));
             std::fs::write(
                 &baseline,
                 format!("[tiers.e2e]\nfrontend = {frontend_min:.1}\n"),
@@ -494,7 +532,7 @@ mod tests {
                 .args(["xtask", "test", "--tier", "e2e", "--coverage-gate"])
                 .arg("--coverage-baseline")
                 .arg(&baseline)
-                .args(["--", "-E", "test(=frontend::models_lists_the_served_model)"]);
+                .args(["--", "-E", "test(=remote::models_lists_the_served_model)"]);
             cargo::clean_env(&mut cmd);
             let out = cmd.output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -517,7 +555,6 @@ mod tests {
             text.contains("coverage gate: every component of tier e2e is at or above its baseline"),
             "{text}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The integration tier's NATS and etcd families run against the
@@ -526,8 +563,8 @@ mod tests {
     #[test]
     fn slow_a_tier_runs_against_overridden_service_binaries() {
         let layout = Layout::from_env();
-        let dir = std::env::temp_dir().join(format!("testbed-override-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let mut envs = Vec::new();
         for (var, name) in [
             ("TESTBED_NATS_SERVER", "nats-server"),
@@ -585,7 +622,178 @@ mod tests {
             "etcd members ran through the override: {etcd:?}"
         );
         assert!(text.contains("integration"), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `cargo xtask` at the repo root with `args`; its exit status, stdout
+    /// and stderr.
+    fn xtask(args: &[&str]) -> (Option<i32>, String, String) {
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(&Layout::from_env().repo_root)
+            .arg("xtask")
+            .args(args);
+        cargo::clean_env(&mut cmd);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The names of the test cases a run folder's unit JUnit file lists.
+    fn unit_cases(summary: &serde_json::Value) -> Vec<String> {
+        let dir = std::path::PathBuf::from(summary["logs"].as_str().unwrap());
+        let text = std::fs::read_to_string(dir.join("junit/unit/junit.xml")).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let mut names: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c.attribute("classname").unwrap_or_default(),
+                    c.attribute("name").unwrap_or_default()
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The unit tier in two shares (`--partition hash:1/2` and `2/2`) runs
+    /// each of its tests exactly once, and `report merge` of the two run
+    /// folders counts what a whole run counts; merging a share with itself
+    /// is refused.
+    #[test]
+    fn slow_two_shares_run_the_tier_once_and_merge_into_the_whole() {
+        let run = |extra: &[&str]| -> serde_json::Value {
+            let mut args = vec!["test", "--tier", "unit", "--json"];
+            args.extend(extra);
+            let (code, stdout, stderr) = xtask(&args);
+            assert_eq!(code, Some(0), "{stderr}");
+            serde_json::from_str(&stdout).unwrap()
+        };
+        let whole = run(&[]);
+        let first = run(&["--partition", "hash:1/2"]);
+        let second = run(&["--partition", "hash:2/2"]);
+        let (a, b) = (unit_cases(&first), unit_cases(&second));
+        assert!(!a.is_empty() && !b.is_empty(), "both shares ran tests");
+        let twice: Vec<&String> = a.iter().filter(|n| b.contains(n)).collect();
+        assert!(twice.is_empty(), "ran in both shares: {twice:?}");
+        let mut union = [a.clone(), b.clone()].concat();
+        union.sort();
+        assert_eq!(union, unit_cases(&whole), "the shares are the whole tier");
+
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("merged");
+        let dir = |s: &serde_json::Value| s["logs"].as_str().unwrap().to_owned();
+        let (code, stdout, stderr) = xtask(&[
+            "report",
+            "merge",
+            &dir(&first),
+            &dir(&second),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let merged: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        for count in ["passed", "failed", "skipped"] {
+            assert_eq!(merged[count], whole[count], "{count}: {merged}");
+        }
+        assert!(
+            out.join("report.html").is_file(),
+            "the merged run has a report"
+        );
+        assert_eq!(unit_cases(&merged), unit_cases(&whole));
+
+        let (code, _, stderr) = xtask(&["report", "merge", &dir(&first), &dir(&first)]);
+        assert_ne!(code, Some(0));
+        assert!(stderr.contains("ran in two shares"), "{stderr}");
+    }
+
+    /// `cargo xtask up`, stopped with SIGINT when dropped.
+    struct Up(std::process::Child);
+
+    impl Drop for Up {
+        fn drop(&mut self) {
+            // SAFETY: plain kill of our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The sum of a Prometheus counter's samples at `url`.
+    fn counter(url: &str, name: &str) -> f64 {
+        let text = ureq::get(url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// `--target` against a stack `cargo xtask up` runs: the remote
+    /// families pass against it (its frontend counts their requests), every
+    /// other e2e test is skipped with the reason, and the tests started no
+    /// stack of their own.
+    #[test]
+    fn slow_target_runs_the_remote_families_against_a_running_stack() {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new("cargo");
+        cmd.current_dir(&Layout::from_env().repo_root)
+            .args(["xtask", "up"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        cargo::clean_env(&mut cmd);
+        let mut up = Up(cmd.spawn().unwrap());
+        let mut url = None;
+        for line in std::io::BufReader::new(up.0.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some((_, rest)) = line.split_once(" is served at ") {
+                url = Some(rest.trim().to_owned());
+            }
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        let url = url.expect("`cargo xtask up` printed its URL");
+        let metrics = format!("{url}/metrics");
+        let before = counter(&metrics, "dynamo_frontend_requests_total");
+        let (code, stdout, stderr) = xtask(&["test", "--tier", "e2e", "--target", &url, "--json"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let remote =
+            std::fs::read_to_string(Layout::from_env().repo_root.join("tests/e2e/remote.rs"))
+                .unwrap()
+                .matches("#[test]")
+                .count();
+        assert_eq!(summary["passed"], remote, "{summary}");
+        assert_eq!(summary["failed"], 0);
+        let skipped = summary["tiers"][0]["skipped"].as_array().unwrap();
+        assert!(skipped.len() > 20, "the rest of the tier is skipped");
+        assert!(
+            skipped.iter().all(|s| s["reason"]
+                .as_str()
+                .unwrap()
+                .contains("with --target only the families of tests/e2e/remote.rs run")),
+            "{skipped:?}"
+        );
+        let served = counter(&metrics, "dynamo_frontend_requests_total") - before;
+        // Four of them send completions (the others list models and send
+        // malformed requests).
+        assert!(
+            served >= 4.0,
+            "the remote families sent their requests to the target ({served})"
+        );
+        let (code, _, stderr) = xtask(&["test", "--tier", "unit", "--target", &url]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("use it with --tier e2e"), "{stderr}");
+        drop(up);
     }
 
     #[test]

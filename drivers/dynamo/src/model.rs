@@ -105,12 +105,7 @@ impl TinyModel {
         }
         testbed_harness::Layout::ensure_dir(root)?;
         let lock_path = root.join(format!("{RECIPE_VERSION}-{key}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        let mut lock = fd_lock::RwLock::new(file);
+        let mut lock = testbed_harness::file_lock::open(&lock_path)?;
         let _guard = lock.write()?;
         if !dir.join(".complete").is_file() {
             generate(&dir, shape)?;

@@ -104,14 +104,14 @@ pub fn routed_stack(workers: usize) -> TopologyBuilder {
 /// Measures the floor of a stack of `workers` once, in `dir`.
 pub async fn measure_floor(dir: &Path, workers: usize) -> anyhow::Result<Floor> {
     let started = Instant::now();
-    let mut nats = NatsServer::start_in(dir, "nats", NatsMode::Core).await?;
+    let mut nats = NatsServer::start_with(dir, "nats", NatsMode::Core, None).await?;
     let nats_ready = started.elapsed();
     let mut groups = vec![nats.process().map(|p| p.group()).context("NATS runs")?];
     let nats_cpu = cpu(&groups);
     // Each phase's CPU is its own process's; what the processes already up
     // spend meanwhile is counted separately, once.
     let started = Instant::now();
-    let mut etcd = EtcdCluster::start_in(dir, "etcd", 1).await?;
+    let mut etcd = EtcdCluster::start_with(dir, "etcd", 1, None).await?;
     let etcd_ready = started.elapsed();
     let etcd_group = etcd
         .member_process(0)

@@ -25,6 +25,7 @@ use crate::engines::vllm::VllmOptions;
 use crate::frontend::{BusyThreshold, Frontend, FrontendOptions, RouterMode};
 use crate::model::TinyModel;
 use crate::planes::{Discovery, EventPlane, Planes, RequestPlane, Site};
+use crate::router::StandaloneRouter;
 use crate::worker::Worker;
 
 /// How often readiness is looked at while a topology starts.
@@ -259,6 +260,20 @@ impl TopologyBuilder {
     /// ready with every worker.
     pub async fn start(self, ctx: &TestContext) -> anyhow::Result<Topology> {
         self.start_in(ctx.dir().to_owned(), None).await
+    }
+
+    /// Runs a test (see [`testbed_harness::run_test`]) whose body gets this
+    /// topology, started in the test's folder, and the test's context. The
+    /// topology stops when the body drops it or returns.
+    pub fn test<F, Fut>(self, body: F)
+    where
+        F: FnOnce(Topology, TestContext) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        testbed_harness::run_test(|ctx| async move {
+            let topology = self.start(&ctx).await?;
+            body(topology, ctx).await
+        });
     }
 
     /// Starts everything in `dir`; with `shared_state`, every process is a
@@ -527,28 +542,21 @@ impl Topology {
     /// new port); waits until it has rediscovered every live worker.
     pub async fn restart_frontend(&mut self) -> anyhow::Result<()> {
         self.frontend.process().stop().await;
-        let site = Site {
-            dir: &self.dir,
-            planes: &self.planes,
-            shared_state: None,
-        };
-        self.frontend = Frontend::spawn(
+        let site = self.site();
+        let restarted = Frontend::spawn(
             &site,
             "frontend-restarted",
             &self.builder.frontend,
             &self.python,
         )?;
+        self.frontend = restarted;
         self.wait_for_models(Duration::from_secs(60)).await
     }
 
     /// Another frontend with the same options on the same planes (a router
     /// replica), ready once it counts every worker. It stops when dropped.
     pub async fn replica_frontend(&self, name: &str) -> anyhow::Result<Frontend> {
-        let site = Site {
-            dir: &self.dir,
-            planes: &self.planes,
-            shared_state: None,
-        };
+        let site = self.site();
         let frontend = Frontend::spawn(&site, name, &self.builder.frontend, &self.python)?;
         wait_for_count(
             frontend.client(),
@@ -558,6 +566,36 @@ impl Topology {
         )
         .await?;
         Ok(frontend)
+    }
+
+    /// Where a process added to this topology lives: its folder and planes.
+    fn site(&self) -> Site<'_> {
+        Site {
+            dir: &self.dir,
+            planes: &self.planes,
+            shared_state: None,
+        }
+    }
+
+    /// Starts a standalone KV router (`python -m dynamo.router`) over this
+    /// topology's workers, on its planes, with `args` (`--router-*` flags)
+    /// added; see [`StandaloneRouter`].
+    pub async fn standalone_router(
+        &self,
+        name: &str,
+        args: &[&str],
+    ) -> anyhow::Result<StandaloneRouter> {
+        let site = self.site();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        StandaloneRouter::start(
+            &site,
+            &self.python,
+            name,
+            "dynamo.backend.generate",
+            self.builder.mocker.block_size,
+            &args,
+        )
+        .await
     }
 
     /// The index of a worker with a request in flight (per its own

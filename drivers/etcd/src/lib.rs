@@ -102,21 +102,16 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// A single node for the test.
     pub async fn single(ctx: &TestContext) -> anyhow::Result<EtcdCluster> {
-        Self::start_in(ctx.dir(), "etcd", 1).await
+        Self::cluster(ctx, 1).await
     }
 
     /// An `n`-member cluster for the test.
     pub async fn cluster(ctx: &TestContext, n: usize) -> anyhow::Result<EtcdCluster> {
-        Self::start_in(ctx.dir(), "etcd", n).await
+        Self::start_with(ctx.dir(), "etcd", n, None).await
     }
 
     /// Starts `n` members named `<name>-<i>` (or `<name>` for one) whose
-    /// logs and data live in `dir`.
-    pub async fn start_in(dir: &Path, name: &str, n: usize) -> anyhow::Result<EtcdCluster> {
-        Self::start_with(dir, name, n, None).await
-    }
-
-    /// Starts `n` members in `dir`; with `shared_state`, a shared thing's
+    /// logs and data live in `dir`; with `shared_state`, a shared thing's
     /// members (see `testbed_harness::shared`). A member whose port was
     /// taken between lease and bind makes the cluster start again on new
     /// ports.

@@ -11,6 +11,7 @@
 //! is built (layout, pins, tools, run ids, process groups, the reaper,
 //! ports): what `cargo xtask` links, so that it builds in seconds.
 
+pub mod file_lock;
 pub mod group;
 pub mod hash;
 pub mod layout;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{Read, Seek, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -181,14 +181,7 @@ fn with_registry<T>(
     f: impl FnOnce(&mut BTreeMap<u16, LeaseRecord>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let path = dir.join("leases.json");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open the port registry {}", path.display()))?;
-    let mut lock = fd_lock::RwLock::new(file);
+    let mut lock = crate::file_lock::open(&path)?;
     let mut guard = lock
         .write()
         .with_context(|| format!("cannot lock the port registry {}", path.display()))?;

@@ -6,7 +6,6 @@
 //! no live user holds). `cargo xtask` holds what a tier shares for the
 //! whole tier, so that it is started once.
 
-use std::fs::OpenOptions;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,7 +73,7 @@ where
     let state_file = dir.join(format!("{key}.json"));
     let lock_file = dir.join(format!("{key}.lock"));
     let me = procinfo::me();
-    let mut lock = open_lock(&lock_file)?;
+    let mut lock = crate::file_lock::open(&lock_file)?;
     let _guard = lock
         .write()
         .with_context(|| format!("lock {}", lock_file.display()))?;
@@ -131,7 +130,7 @@ where
 
 impl Drop for SharedLease {
     fn drop(&mut self) {
-        let Ok(mut lock) = open_lock(&self.lock_file) else {
+        let Ok(mut lock) = crate::file_lock::open(&self.lock_file) else {
             return;
         };
         let Ok(_guard) = lock.write() else { return };
@@ -171,14 +170,4 @@ pub fn has_live_users(state_file: &Path) -> bool {
 
 fn read_state(path: &Path) -> Option<SharedState> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-fn open_lock(path: &Path) -> anyhow::Result<fd_lock::RwLock<std::fs::File>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("open {}", path.display()))?;
-    Ok(fd_lock::RwLock::new(file))
 }

@@ -298,6 +298,39 @@ impl OpenAiClient {
         .await
     }
 
+    /// The ids of the models `/v1/models` lists (an error unless it answers
+    /// 200 with a list).
+    pub async fn models(&self) -> anyhow::Result<Vec<String>> {
+        let answer = self.get("/v1/models").await?;
+        anyhow::ensure!(
+            answer.status == 200,
+            "GET /v1/models: {} {}",
+            answer.status,
+            answer.text
+        );
+        let data = answer.json["data"]
+            .as_array()
+            .with_context(|| format!("GET /v1/models: no data list in {}", answer.text))?;
+        Ok(data
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// A streaming chat completion, collected (usage included).
+    pub async fn stream_chat(
+        &self,
+        model: &str,
+        content: &str,
+        max_tokens: u32,
+    ) -> anyhow::Result<Stream> {
+        self.stream(
+            "/v1/chat/completions",
+            Self::chat_body(model, content, max_tokens),
+        )
+        .await
+    }
+
     /// POSTs `body` (with `"stream": true` and usage added) to `path` and
     /// returns the stream unread.
     pub async fn open_stream(&self, path: &str, mut body: Value) -> anyhow::Result<LiveStream> {

@@ -136,17 +136,22 @@ mod tests {
         CountWith(|s: &str| s.split_whitespace().count())
     }
 
+    /// The trace's jobs, its blocks of 4 tokens replayed as blocks of
+    /// `block_tokens`, `speed` times faster.
+    fn replayed(entries: &[TraceEntry], block_tokens: usize, speed: f64) -> Vec<Job> {
+        let replay = Replay {
+            trace_block_tokens: 4,
+            block_tokens,
+            speed,
+        };
+        replay.jobs(entries, &words()).unwrap()
+    }
+
     #[test]
     fn entries_become_jobs_that_share_their_common_blocks() {
         let entries = parse(TRACE).unwrap();
         assert_eq!(entries.len(), 3);
-        let jobs = Replay {
-            trace_block_tokens: 4,
-            block_tokens: 4,
-            speed: 2.0,
-        }
-        .jobs(&entries, &words())
-        .unwrap();
+        let jobs = replayed(&entries, 4, 2.0);
         let text = |i: usize| jobs[i].turns[0].clone();
         assert_eq!(text(0).split_whitespace().count(), 10);
         assert_eq!(text(1).split_whitespace().count(), 8);
@@ -164,13 +169,7 @@ mod tests {
         );
         assert_eq!(jobs[1].output_tokens, Some(5));
         // Blocks of 4 replayed as blocks of 2: every length halves.
-        let halved = Replay {
-            trace_block_tokens: 4,
-            block_tokens: 2,
-            speed: 1.0,
-        }
-        .jobs(&entries, &words())
-        .unwrap();
+        let halved = replayed(&entries, 2, 1.0);
         let counts: Vec<usize> = halved
             .iter()
             .map(|j| j.turns[0].split_whitespace().count())

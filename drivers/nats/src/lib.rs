@@ -44,17 +44,12 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server for the test, logging into its artifact folder.
     pub async fn start(ctx: &TestContext, mode: NatsMode) -> anyhow::Result<NatsServer> {
-        Self::start_in(ctx.dir(), "nats", mode).await
+        Self::start_with(ctx.dir(), "nats", mode, None).await
     }
 
     /// Starts a server called `name` whose log and JetStream store live in
-    /// `dir`.
-    pub async fn start_in(dir: &Path, name: &str, mode: NatsMode) -> anyhow::Result<NatsServer> {
-        Self::start_with(dir, name, mode, None).await
-    }
-
-    /// Starts a server called `name` in `dir`; with `shared_state`, a
-    /// shared thing's server (see `testbed_harness::shared`).
+    /// `dir`; with `shared_state`, a shared thing's server (see
+    /// `testbed_harness::shared`).
     pub async fn start_with(
         dir: &Path,
         name: &str,

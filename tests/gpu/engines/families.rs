@@ -8,7 +8,6 @@ use testbed_dynamo::metrics;
 use testbed_dynamo::{
     DiscoveryKind, EventPlaneKind, OpenAiClient, RouterMode, Topology, TopologyBuilder, WorkerSpec,
 };
-use testbed_harness::run_test;
 use testbed_tests::{assert_cancelled, disconnect_mid_stream, ok, pinned, text_of, Before};
 
 const MODEL: &str = "tiny";
@@ -26,10 +25,7 @@ fn topology(engine: WorkerSpec, workers: usize, mode: RouterMode) -> TopologyBui
 
 /// Serving, determinism and cancellation on one worker of `engine`.
 pub fn one_worker(engine: WorkerSpec) {
-    run_test(|ctx| async move {
-        let t = topology(engine, 1, RouterMode::RoundRobin)
-            .start(&ctx)
-            .await?;
+    topology(engine, 1, RouterMode::RoundRobin).test(|t, _| async move {
         let client = t.client();
         serving(&client).await?;
         determinism(&client).await?;
@@ -42,8 +38,7 @@ pub fn one_worker(engine: WorkerSpec) {
 /// follow the cache (not a tie-break), which the engine's KV events report
 /// as holding the prefix.
 pub fn two_workers(engine: WorkerSpec) {
-    run_test(|ctx| async move {
-        let t = topology(engine, 2, RouterMode::Kv).start(&ctx).await?;
+    topology(engine, 2, RouterMode::Kv).test(|t, _| async move {
         let frontend = t.frontend.metrics_url();
         let mut holders = Vec::new();
         for w in &t.workers {
@@ -90,13 +85,10 @@ pub fn two_workers(engine: WorkerSpec) {
 }
 
 async fn serving(client: &OpenAiClient) -> anyhow::Result<()> {
-    let models = client.get("/v1/models").await?;
+    let models = client.models().await?;
     assert!(
-        models.json["data"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|m| m["id"] == MODEL)),
-        "/v1/models lists {MODEL}: {}",
-        models.text
+        models.iter().any(|m| m == MODEL),
+        "/v1/models lists {MODEL}: {models:?}"
     );
     let chat = ok(
         client,

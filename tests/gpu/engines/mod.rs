@@ -17,6 +17,7 @@
 //! frontend comes from the pinned Dynamo env.
 
 mod families;
+mod kvbm;
 
 /// One module per engine, named as `tests/needs.toml` matches it, with the
 /// same two tests.

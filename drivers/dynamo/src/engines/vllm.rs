@@ -73,6 +73,10 @@ pub struct VllmOptions {
     /// The Dynamo namespace it registers in (`--namespace`): workers of
     /// another model behind the same frontend need their own.
     pub namespace: Option<String>,
+    /// KVBM, Dynamo's KV block manager, as vLLM's KV connector, with this
+    /// many GiB of host memory to offload blocks to (CUDA only: its
+    /// connector records CUDA events when it registers the KV caches).
+    pub kvbm_host_cache_gb: Option<u32>,
     /// More arguments, verbatim.
     pub extra_args: Vec<String>,
 }
@@ -108,6 +112,7 @@ impl VllmOptions {
             structured_outputs: None,
             embedding: false,
             namespace: None,
+            kvbm_host_cache_gb: None,
             extra_args: Vec::new(),
         }
     }
@@ -142,6 +147,9 @@ impl VllmOptions {
         let mut env = vec![("VLLM_CACHE_ROOT".to_owned(), cache.display().to_string())];
         if self.single_process {
             env.push(("VLLM_ENABLE_V1_MULTIPROCESSING".into(), "0".into()));
+        }
+        if let Some(gb) = self.kvbm_host_cache_gb {
+            env.push(("DYN_KVBM_CPU_CACHE_GB".into(), gb.to_string()));
         }
         if self.lora.is_some() {
             env.push(("DYN_LORA_ENABLED".into(), "true".into()));
@@ -194,6 +202,17 @@ impl VllmOptions {
             optional(
                 "--structured-outputs-config",
                 self.structured_outputs.as_ref().map(|c| c.to_string()),
+            ),
+            optional(
+                "--kv-transfer-config",
+                self.kvbm_host_cache_gb.map(|_| {
+                    serde_json::json!({
+                        "kv_connector": "DynamoConnector",
+                        "kv_connector_module_path": "kvbm.vllm_integration.connector",
+                        "kv_role": "kv_both",
+                    })
+                    .to_string()
+                }),
             ),
             switch("--embedding-worker", self.embedding),
             if self.embedding {

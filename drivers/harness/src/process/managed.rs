@@ -188,6 +188,23 @@ impl ManagedProcess {
         self.exit_status
     }
 
+    /// Waits up to `timeout` for the leader to exit by itself (nothing is
+    /// signalled); returns how it ended and how long that took.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<(ExitStatus, Duration)> {
+        crate::poll::Poll::new(format!("{} to exit", self.name))
+            .timeout(timeout)
+            .until_timed(|| {
+                let status = self.exit_status();
+                async move {
+                    Ok(match status {
+                        Some(s) => crate::poll::Check::Done(s),
+                        None => crate::poll::Check::NotYet("still running".into()),
+                    })
+                }
+            })
+            .await
+    }
+
     /// Whether the leader still runs.
     pub fn is_running(&mut self) -> bool {
         self.exit_status().is_none()
