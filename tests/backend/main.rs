@@ -12,6 +12,7 @@
 //! worker of its own to the stack and kills that one.
 
 mod cancellation;
+mod disagg;
 mod embeddings;
 mod lora;
 mod migration;

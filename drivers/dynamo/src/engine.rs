@@ -39,6 +39,29 @@ pub const ENGINES: [&Engine; 5] = [
     &trtllm::ENGINE,
 ];
 
+/// Prefill/decode role of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Disaggregation {
+    /// Prefill and decode in one worker.
+    #[default]
+    Aggregated,
+    /// Prefill only.
+    Prefill,
+    /// Decode only.
+    Decode,
+}
+
+impl Disaggregation {
+    /// The `--disaggregation-mode` value, `None` when aggregated.
+    pub fn as_arg(self) -> Option<&'static str> {
+        match self {
+            Disaggregation::Aggregated => None,
+            Disaggregation::Prefill => Some("prefill"),
+            Disaggregation::Decode => Some("decode"),
+        }
+    }
+}
+
 /// A worker's engine and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerSpec {
@@ -60,17 +83,20 @@ pub struct EngineResources {
     pub kv_events_endpoint: Option<String>,
     /// The port its KV events are published on (SGLang).
     pub kv_events_port: Option<u16>,
+    /// The port its KV-transfer agent listens on for peers (vLLM's NIXL
+    /// side channel, in disaggregated serving).
+    pub kv_transfer_port: Option<u16>,
 }
 
-/// What an engine's worker needs leased before it starts.
+/// Something an engine's worker needs leased before it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
-    /// Nothing.
-    Nothing,
     /// A Unix socket for its KV events.
     KvEventsSocket,
     /// A TCP port for its KV events.
     KvEventsPort,
+    /// A TCP port for its KV-transfer side channel.
+    KvTransferPort,
 }
 
 impl WorkerSpec {
@@ -86,11 +112,17 @@ impl WorkerSpec {
     }
 
     /// What must be leased before it starts.
-    pub fn needs(&self) -> Needs {
+    pub fn needs(&self) -> Vec<Needs> {
         match self {
-            WorkerSpec::Vllm(v) if v.kv_events => Needs::KvEventsSocket,
-            WorkerSpec::Sglang(s) if s.kv_events => Needs::KvEventsPort,
-            _ => Needs::Nothing,
+            WorkerSpec::Vllm(v) => [
+                v.kv_events.then_some(Needs::KvEventsSocket),
+                v.disaggregation.is_some().then_some(Needs::KvTransferPort),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            WorkerSpec::Sglang(s) if s.kv_events => vec![Needs::KvEventsPort],
+            _ => Vec::new(),
         }
     }
 
@@ -100,9 +132,12 @@ impl WorkerSpec {
         &self,
         dir: &std::path::Path,
         cache: &std::path::Path,
+        resources: &EngineResources,
     ) -> Vec<(String, String)> {
         match self {
-            WorkerSpec::Vllm(o) => o.engine_env(&dir.join("lora-cache"), cache),
+            WorkerSpec::Vllm(o) => {
+                o.engine_env(&dir.join("lora-cache"), cache, resources.kv_transfer_port)
+            }
             _ => Vec::new(),
         }
     }

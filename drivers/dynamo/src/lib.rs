@@ -18,8 +18,8 @@ pub mod topology;
 pub mod worker;
 
 pub use deployment::Deployment;
-pub use engine::{Engine, WorkerSpec};
-pub use engines::mocker::{Disaggregation, MockerOptions};
+pub use engine::{Disaggregation, Engine, WorkerSpec};
+pub use engines::mocker::MockerOptions;
 pub use engines::sglang::SglangOptions;
 pub use engines::trtllm::TrtllmOptions;
 pub use engines::vllm::VllmOptions;

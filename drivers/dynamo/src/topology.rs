@@ -19,8 +19,9 @@ use testbed_harness::{group, PortLease, ProcessError, ProcessGroup, TestContext}
 use testbed_load::OpenAiClient;
 use testbed_nats::{NatsMode, NatsServer};
 
+use crate::engine::Disaggregation;
 use crate::engine::WorkerSpec;
-use crate::engines::mocker::{Disaggregation, MockerOptions};
+use crate::engines::mocker::MockerOptions;
 use crate::engines::vllm::VllmOptions;
 use crate::frontend::{BusyThreshold, Frontend, FrontendOptions, RouterMode};
 use crate::model::TinyModel;
@@ -237,6 +238,12 @@ impl TopologyBuilder {
                 disaggregation: role,
                 ..self.mocker.clone()
             })),
+            Some(WorkerSpec::Vllm(options)) if role != Disaggregation::Aggregated => {
+                Ok(WorkerSpec::Vllm(VllmOptions {
+                    disaggregation: Some(role),
+                    ..options.clone()
+                }))
+            }
             Some(engine) => {
                 anyhow::ensure!(
                     role == Disaggregation::Aggregated,

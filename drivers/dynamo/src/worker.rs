@@ -24,8 +24,9 @@ pub struct Worker {
     system_port: PortLease,
     startup_timeout: Duration,
     kv_events_socket: Option<SocketFile>,
-    /// The port its engine publishes KV events on, held while it lives.
-    _kv_events_port: Option<PortLease>,
+    /// Ports its engine listens on (KV events, KV transfer), held while it
+    /// lives.
+    _leased_ports: Vec<PortLease>,
 }
 
 /// A Unix socket's path, removed when the worker that binds it is gone.
@@ -93,18 +94,24 @@ impl Worker {
         let system_port = PortLease::allocate_in(PortRange::DEFAULT).map_err(no_port)?;
         let mut resources = EngineResources::default();
         let mut kv_events_socket_path = None;
-        let mut kv_events_port = None;
-        match spec.needs() {
-            Needs::Nothing => {}
-            Needs::KvEventsSocket => {
-                let socket = kv_events_socket(system_port.port()).map_err(anyhow::Error::msg)?;
-                resources.kv_events_endpoint = Some(format!("ipc://{}", socket.display()));
-                kv_events_socket_path = Some(SocketFile(socket));
-            }
-            Needs::KvEventsPort => {
-                let port = PortLease::allocate_in(PortRange::DEFAULT).map_err(no_port)?;
-                resources.kv_events_port = Some(port.port());
-                kv_events_port = Some(port);
+        let mut leased_ports = Vec::new();
+        for need in spec.needs() {
+            match need {
+                Needs::KvEventsSocket => {
+                    let socket =
+                        kv_events_socket(system_port.port()).map_err(anyhow::Error::msg)?;
+                    resources.kv_events_endpoint = Some(format!("ipc://{}", socket.display()));
+                    kv_events_socket_path = Some(SocketFile(socket));
+                }
+                Needs::KvEventsPort | Needs::KvTransferPort => {
+                    let port = PortLease::allocate_in(PortRange::DEFAULT).map_err(no_port)?;
+                    if need == Needs::KvEventsPort {
+                        resources.kv_events_port = Some(port.port());
+                    } else {
+                        resources.kv_transfer_port = Some(port.port());
+                    }
+                    leased_ports.push(port);
+                }
             }
         }
         let mut process_spec = ProcessSpec::new(name, &python, site.dir)
@@ -117,7 +124,11 @@ impl Worker {
             .env("DYN_SYSTEM_PORT", system_port.port().to_string())
             .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
             .envs(site.planes.env(site.dir, name))
-            .envs(spec.engine_env(&site.dir.join(format!("home-{name}")), &engine_cache));
+            .envs(spec.engine_env(
+                &site.dir.join(format!("home-{name}")),
+                &engine_cache,
+                &resources,
+            ));
         if let Some(state) = site.shared_state {
             process_spec = process_spec.shared(state);
         }
@@ -129,7 +140,7 @@ impl Worker {
             system_port,
             startup_timeout: engine.startup_timeout,
             kv_events_socket: kv_events_socket_path,
-            _kv_events_port: kv_events_port,
+            _leased_ports: leased_ports,
         })
     }
 
@@ -211,7 +222,7 @@ mod tests {
             (
                 "mocker decode worker on its own endpoint, extra arguments last",
                 mocker::MockerOptions {
-                    disaggregation: mocker::Disaggregation::Decode,
+                    disaggregation: crate::engine::Disaggregation::Decode,
                     endpoint: Some("dyn://ns.backend.generate".into()),
                     num_gpu_blocks: Some(64),
                     extra_args: words("--durable-kv-events"),

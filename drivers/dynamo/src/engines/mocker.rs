@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{optional, pairs};
-use crate::engine::Engine;
+use crate::engine::{Disaggregation, Engine};
 
 /// The mocker's description.
 pub const ENGINE: Engine = Engine {
@@ -16,29 +16,6 @@ pub const ENGINE: Engine = Engine {
     startup_timeout: Duration::from_secs(60),
     stop_grace: Duration::from_secs(10),
 };
-
-/// Prefill/decode role of a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Disaggregation {
-    /// Prefill and decode in one worker.
-    #[default]
-    Aggregated,
-    /// Prefill only.
-    Prefill,
-    /// Decode only.
-    Decode,
-}
-
-impl Disaggregation {
-    /// The `--disaggregation-mode` value, `None` when aggregated.
-    fn as_arg(self) -> Option<&'static str> {
-        match self {
-            Disaggregation::Aggregated => None,
-            Disaggregation::Prefill => Some("prefill"),
-            Disaggregation::Decode => Some("decode"),
-        }
-    }
-}
 
 /// The mocker engine's settings.
 #[derive(Debug, Clone, PartialEq)]

