@@ -59,6 +59,12 @@ impl Layout {
         }
     }
 
+    /// Whether the repository is a git checkout (a tree unpacked from an
+    /// archive is not, and has no revision to record).
+    pub fn is_git_checkout(&self) -> bool {
+        self.repo_root.join(".git").exists()
+    }
+
     /// `target/testbed/<run-id>/`: every per-test artifact folder of one run.
     pub fn run_artifacts(&self, run_id: &crate::RunId) -> PathBuf {
         self.target_dir.join("testbed").join(run_id.as_str())
