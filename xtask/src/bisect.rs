@@ -197,7 +197,7 @@ fn step_script(
     let quote = testbed_harness::shell::quote;
     let args = testbed_harness::shell::join(nextest_args);
     format!(
-        "#!/bin/sh\n# One bisect step: run the tier on the checked-out commit, map the result.\ncd {wt} || exit 125\ncommit=$(git rev-parse --short=7 HEAD)\nexport CARGO_TARGET_DIR={target} TESTBED_REPO_ROOT={wt}\ncargo nextest run --profile {profile} --no-tests=fail {args} > {logs}/$commit.log 2>&1\ncode=$?\necho \"bisect step $commit: nextest exit $code\"\n# nextest: 0 passed, 100 tests failed; anything else (101 build failed,\n# 4 no tests) cannot judge the commit.\ncase $code in\n  0) exit 0 ;;\n  100) cp -r {target}/nextest {logs}/$commit-nextest 2>/dev/null; exit 1 ;;\n  *) exit 125 ;;\nesac\n",
+        "#!/bin/sh\n# One bisect step: run the tier on the checked-out commit, map the result.\ncd {wt} || exit 125\ncommit=$(git rev-parse --short=7 HEAD)\nexport CARGO_TARGET_DIR={target} TESTBED_REPO_ROOT={wt}\ncargo nextest run --profile {profile} --no-tests=fail {args} > {logs}/$commit.log 2>&1\ncode=$?\necho \"bisect step $commit: nextest exit $code\"\n# nextest: 0 passed, 100 tests failed; anything else (101 build failed,\n# 4 no tests) cannot judge the commit.\ncase $code in\n  0) exit 0 ;;\n  100) cp -r {wt}/target/nextest {logs}/$commit-nextest 2>/dev/null; exit 1 ;;\n  *) exit 125 ;;\nesac\n",
         wt = quote(&worktree.display().to_string()),
         target = quote(&target.display().to_string()),
         logs = quote(&logs.display().to_string()),

@@ -28,8 +28,6 @@ pub struct BuiltTests {
     binaries_metadata: PathBuf,
     /// `cargo metadata --no-deps` of the workspace.
     cargo_metadata: PathBuf,
-    /// Cargo's target folder.
-    pub target: PathBuf,
 }
 
 impl BuiltTests {
@@ -58,7 +56,6 @@ impl BuiltTests {
         Ok(BuiltTests {
             binaries_metadata,
             cargo_metadata,
-            target,
         })
     }
 
@@ -71,6 +68,14 @@ impl BuiltTests {
             self.cargo_metadata.clone().into(),
         ]
     }
+}
+
+/// Where nextest writes its JUnit files (`<store>/<profile>/junit.xml`):
+/// its store, whose default is `target/nextest` under the workspace root —
+/// not under the cargo target folder, which `CARGO_TARGET_DIR` may put
+/// elsewhere.
+pub fn nextest_store(layout: &Layout) -> PathBuf {
+    layout.repo_root.join("target").join("nextest")
 }
 
 /// `cargo metadata --no-deps` of the workspace, as JSON bytes.

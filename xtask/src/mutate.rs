@@ -297,9 +297,7 @@ fn run_tier(
         .stderr(log)
         .status()
         .context("cannot run xtask test")?;
-    let junit = layout
-        .target_dir
-        .join("nextest")
+    let junit = crate::cargo::nextest_store(layout)
         .join(tier)
         .join("junit.xml");
     let failed = match std::fs::read_to_string(&junit) {

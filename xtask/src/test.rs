@@ -308,7 +308,7 @@ impl TierPlan<'_> {
             None
         };
 
-        let junit_dir = self.built.target.join("nextest").join(profile);
+        let junit_dir = cargo::nextest_store(self.layout).join(profile);
         let junit = junit_dir.join("junit.xml");
         let _ = std::fs::remove_file(&junit);
         // nextest talks to the terminal directly (live progress); its exit
