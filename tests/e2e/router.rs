@@ -113,7 +113,7 @@ fn overload_answers_503_and_the_rejection_metric_matches() {
         .test(|t, _| async move {
             let before = Metrics::scrape(&t.frontend.metrics_url()).await?;
             let client = t.client();
-            let requests = (0..50u64).map(|i| {
+            let requests = (0..80u64).map(|i| {
                 let client = client.clone();
                 async move { client.chat("tiny", &format!("overload {i}"), 100).await }
             });
@@ -171,7 +171,7 @@ fn kv_routing_without_overlap_credit_ignores_the_cache() {
                 "KV events applied after the first request: {}",
                 matches!(indexed, Ok(Ok(())))
             );
-            for i in 1..8 {
+            for i in 1..16 {
                 workers.insert(served(&t, &format!("{prefix} question {i}")).await?.0);
             }
             assert_eq!(
