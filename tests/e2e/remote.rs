@@ -7,7 +7,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use testbed_dynamo::TopologyBuilder;
+use testbed_dynamo::{metrics, Metrics, TopologyBuilder};
 
 use crate::token_count;
 
@@ -150,6 +150,22 @@ fn n_greater_than_one_returns_one_choice() {
         // Dynamo 1.6.1 accepts n=2 and silently answers with one choice: a
         // fact users trip over, checked so that a change is noticed.
         assert_eq!(answer.json["choices"].as_array().map(Vec::len), Some(1));
+        Ok(())
+    });
+}
+
+/// The frontend's request counter (at `--metrics-url` under `--target`)
+/// counts a request it served; at least one, since a running deployment
+/// may serve others meanwhile.
+#[test]
+fn the_frontend_counts_the_requests_it_serves() {
+    TopologyBuilder::aggregated().test_remote(|t| async move {
+        let before = Metrics::scrape(&t.metrics_url()).await?;
+        let answer = t.client().chat("tiny", "count me", 4).await?;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let after = Metrics::scrape(&t.metrics_url()).await?;
+        let counted = metrics::delta(&before, &after, "dynamo_frontend_requests_total", &[]);
+        assert!(counted >= 1.0, "the served request is counted ({counted})");
         Ok(())
     });
 }

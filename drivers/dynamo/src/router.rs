@@ -61,7 +61,7 @@ pub struct StandaloneRouter {
     namespace: String,
     process: ManagedProcess,
     /// Its system port (health, metrics), held while it lives.
-    system_port: PortLease,
+    _system_port: PortLease,
     /// The interpreter and environment its queries run with.
     python: PathBuf,
     env: Vec<(String, String)>,
@@ -108,7 +108,7 @@ impl StandaloneRouter {
             name: name.to_owned(),
             namespace,
             process,
-            system_port,
+            _system_port: system_port,
             python: python.to_owned(),
             env,
             dir: site.dir.to_owned(),
@@ -165,11 +165,6 @@ impl StandaloneRouter {
             .filter_map(|l| l.strip_prefix("RESPONSE "))
             .map(|json| serde_json::from_str(json).context("a response that is not JSON"))
             .collect()
-    }
-
-    /// Its Prometheus endpoint.
-    pub fn metrics_url(&self) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.system_port.port())
     }
 
     /// The process, for faults and logs.
