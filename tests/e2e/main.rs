@@ -7,6 +7,7 @@ mod disagg;
 mod discovery;
 mod frontend;
 mod hermetic;
+mod hosts;
 mod metrics;
 mod planner;
 mod remote;

@@ -4,6 +4,7 @@
 
 mod cancellation;
 mod harness;
+mod hosts;
 mod services;
 mod workers;
 

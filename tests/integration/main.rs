@@ -5,6 +5,7 @@ mod etcd;
 mod harness_artifacts;
 mod harness_ports;
 mod harness_process;
+mod hosts;
 mod isolated;
 mod nats;
 mod shared;

@@ -1,6 +1,7 @@
 //! Helpers the tier binaries share. Tests never spawn services or pick ports
 //! themselves: they ask the drivers; what is here only glues test code.
 
+use anyhow::Context as _;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -275,4 +276,49 @@ pub async fn instance_id(worker_metrics_url: &str) -> anyhow::Result<u64> {
 pub fn pinned(mut body: Value, id: u64) -> Value {
     body["nvext"]["backend_instance_id"] = id.into();
     body
+}
+
+/// One TCP connect to `addr` from inside the network namespace `netns` (a
+/// test host), through the fixture child's `connect` mode: `connected`,
+/// `refused`, `timed out`, or the error.
+pub fn connect_from(
+    fixture_child: &std::path::Path,
+    netns: &str,
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let ip = testbed_harness::hosts::ip_binary().context("iproute2's ip")?;
+    let output = std::process::Command::new(ip)
+        .args(["netns", "exec", netns])
+        .arg(fixture_child)
+        .args([
+            "connect",
+            &addr.to_string(),
+            &timeout.as_millis().to_string(),
+        ])
+        .output()
+        .context("run the fixture child on a host")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// The network namespaces `ip netns list` shows.
+pub fn netns_list() -> Vec<String> {
+    let Some(ip) = testbed_harness::hosts::ip_binary() else {
+        return Vec::new();
+    };
+    std::process::Command::new(ip)
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a network interface called `name` exists in the test's namespace.
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }

@@ -26,6 +26,8 @@ pub enum Need {
     Gpu,
     /// A headless Chromium (renders the run report in a test).
     Chromium,
+    /// `CAP_NET_ADMIN` and iproute2: test hosts as network namespaces.
+    NetAdmin,
 }
 
 impl Need {
@@ -33,7 +35,12 @@ impl Need {
     pub fn all(pins: &Pins) -> Vec<Need> {
         let mut all = vec![Need::NatsServer, Need::Etcd];
         all.extend(pins.envs.keys().map(|e| Need::Env(e.clone())));
-        all.extend([Need::DynamoPlanner, Need::Gpu, Need::Chromium]);
+        all.extend([
+            Need::DynamoPlanner,
+            Need::Gpu,
+            Need::Chromium,
+            Need::NetAdmin,
+        ]);
         all
     }
 
@@ -46,6 +53,7 @@ impl Need {
             Need::DynamoPlanner => "dynamo-planner".into(),
             Need::Gpu => "gpu".into(),
             Need::Chromium => "chromium".into(),
+            Need::NetAdmin => "net-admin".into(),
         }
     }
 
@@ -173,6 +181,7 @@ fn check(need: &Need, pins: &Pins, layout: &Layout) -> Finding {
         Need::DynamoPlanner => planner(pins, layout),
         Need::Gpu => gpu(),
         Need::Chromium => chromium(),
+        Need::NetAdmin => net_admin(),
     }
 }
 
@@ -343,6 +352,14 @@ fn chromium() -> Finding {
     }
 }
 
+fn net_admin() -> Finding {
+    let required = "CAP_NET_ADMIN and iproute2 (test hosts)";
+    match testbed_harness::hosts::can_create() {
+        Ok(()) => Finding::new("yes", "/proc/self/status", required, Status::Ok),
+        Err(why) => Finding::new("no", "/proc/self/status", required, Status::Missing(why)),
+    }
+}
+
 fn gpu() -> Finding {
     let report = testbed_gpu::GpuReport::detect();
     let required = "≥ 1 NVIDIA GPU";
@@ -372,7 +389,7 @@ mod tests {
         }
         assert_eq!(
             Need::parse("cuda", &pins),
-            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, sglang-env, trtllm-env, vllm-env, vllm-gpu-env, dynamo-planner, gpu, chromium".to_owned())
+            Err("unknown need \"cuda\": expected one of nats-server, etcd, dynamo-env, sglang-env, trtllm-env, vllm-env, vllm-gpu-env, dynamo-planner, gpu, chromium, net-admin".to_owned())
         );
     }
 }

@@ -56,12 +56,7 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     }
 
     for r in reaper::reap_orphans(&layout) {
-        say!(
-            "xtask: reaped {} (pid {}) left by run {}",
-            r.command,
-            r.pid,
-            r.run_id
-        );
+        say!("xtask: reaped {} left by run {}", r.describe(), r.run_id);
     }
 
     let mut needed: Vec<Need> = tiers.iter().flat_map(|t| t.needs()).collect();
@@ -339,7 +334,7 @@ impl TierPlan<'_> {
         drop(hold);
         let leaked: Vec<String> = reaper::reap_run(self.layout, self.run_id)
             .into_iter()
-            .map(|r| format!("{} (pid {})", r.command, r.pid))
+            .map(|r| r.describe())
             .collect();
         if self.interrupted.load(Ordering::SeqCst) {
             say!("xtask: interrupted during tier {profile}");

@@ -86,6 +86,9 @@ pub struct FrontendOptions {
     pub busy: Option<BusyThreshold>,
     /// More arguments, verbatim.
     pub extra_args: Vec<String>,
+    /// Environment variables on top of the planes' (Dynamo settings that
+    /// have no flag, e.g. `DYN_HTTP_BACKEND_STREAM_TIMEOUT_SECS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl FrontendOptions {
@@ -143,18 +146,21 @@ impl Frontend {
         python: &std::path::Path,
     ) -> Result<Frontend, ProcessError> {
         let port = PortLease::allocate_for(name)?;
+        let at = site.placement(name);
         let mut spec = ProcessSpec::new(name, python, site.dir)
             .args([
                 "-m",
                 "dynamo.frontend",
                 "--http-host",
-                "127.0.0.1",
+                &at.host(),
                 "--http-port",
             ])
             .arg(port.port().to_string())
             .args(options.args(site))
             .stop_grace(Duration::from_secs(10))
-            .envs(site.planes.env(site.dir, name));
+            .envs(site.planes.env(site.dir, name, &at))
+            .placed(&at);
+        spec = spec.envs(options.env.iter().map(|(k, v)| (k, v)));
         if let Some(busy) = &options.busy {
             spec = spec.env("DYN_HTTP_OVERLOAD_STATUS_CODE", busy.status.to_string());
         }
@@ -162,7 +168,7 @@ impl Frontend {
             spec = spec.shared(state);
         }
         let process = ManagedProcess::spawn(spec)?;
-        let client = OpenAiClient::new(format!("http://127.0.0.1:{}", port.port()));
+        let client = OpenAiClient::new(format!("http://{}:{}", at.addr, port.port()));
         Ok(Frontend {
             process,
             port,
@@ -194,7 +200,7 @@ impl Frontend {
         .await
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://ADDRESS:PORT`.
     pub fn url(&self) -> &str {
         self.client.base()
     }

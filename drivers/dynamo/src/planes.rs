@@ -1,11 +1,13 @@
 //! How Dynamo's processes find and talk to each other: discovery (etcd or a
 //! shared folder), the request plane (TCP or NATS) and the event plane
 //! (NATS or ZMQ) — turned into the environment every Dynamo process of a
-//! topology gets, with every host setting pinned to loopback.
+//! topology gets, with every host setting pinned to the process's own
+//! address (loopback, or its host's, see [`Site::placement`]).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use testbed_harness::hosts::{HostNetwork, Placement};
 
 /// Where workers register and the frontend finds them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +48,38 @@ pub struct Site<'a> {
     pub planes: &'a Planes,
     /// Set for a shared stack's processes.
     pub shared_state: Option<&'a Path>,
+    /// The hosts the topology's processes run on, each on the host named
+    /// like it; none: all on the test's loopback.
+    pub hosts: Option<&'a HostNetwork>,
+}
+
+impl Site<'_> {
+    /// Where the process called `name` runs: the host of that name, or
+    /// the host whose name it extends (`frontend-restarted` runs on
+    /// `frontend`); on a topology with hosts but no such one (a process
+    /// added later), the test's own namespace at its bridge address, which
+    /// every host reaches; without hosts, loopback.
+    pub fn placement(&self, name: &str) -> Placement {
+        let Some(hosts) = self.hosts else {
+            return Placement::loopback();
+        };
+        let extends = |host: &str| {
+            name == host
+                || name
+                    .strip_prefix(host)
+                    .is_some_and(|rest| rest.starts_with('-'))
+        };
+        hosts
+            .hosts()
+            .iter()
+            .filter(|h| extends(&h.name))
+            .max_by_key(|h| h.name.len())
+            .map(|h| h.placement.clone())
+            .unwrap_or(Placement {
+                addr: hosts.gateway(),
+                netns: None,
+            })
+    }
 }
 
 /// The planes of one topology.
@@ -77,9 +111,10 @@ impl Planes {
     }
 
     /// The environment of a Dynamo process called `name` whose private
-    /// folders (HOME, caches) live under `dir`.
-    pub fn env(&self, dir: &Path, name: &str) -> Vec<(String, String)> {
+    /// folders (HOME, caches) live under `dir`, listening at `at`.
+    pub fn env(&self, dir: &Path, name: &str, at: &Placement) -> Vec<(String, String)> {
         let home = dir.join(format!("home-{name}"));
+        let host = at.host();
         let mut env = vec![
             ("HOME".to_owned(), home.display().to_string()),
             (
@@ -92,15 +127,12 @@ impl Planes {
             ("DYN_LOG".to_owned(), "info".to_owned()),
             // Every host Dynamo lets us pin: the response-stream one binds the
             // machine's external address when unset.
-            ("DYN_TCP_RPC_HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("DYN_EVENT_PLANE_HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("DYN_SYSTEM_HOST".to_owned(), "127.0.0.1".to_owned()),
-            (
-                "DYN_TCP_RESPONSE_STREAM_HOST".to_owned(),
-                "127.0.0.1".to_owned(),
-            ),
-            ("DYN_HTTP_HOST".to_owned(), "127.0.0.1".to_owned()),
-            ("VLLM_HOST_IP".to_owned(), "127.0.0.1".to_owned()),
+            ("DYN_TCP_RPC_HOST".to_owned(), host.clone()),
+            ("DYN_EVENT_PLANE_HOST".to_owned(), host.clone()),
+            ("DYN_SYSTEM_HOST".to_owned(), host.clone()),
+            ("DYN_TCP_RESPONSE_STREAM_HOST".to_owned(), host.clone()),
+            ("DYN_HTTP_HOST".to_owned(), host.clone()),
+            ("VLLM_HOST_IP".to_owned(), host),
             (
                 "DYN_DISCOVERY_BACKEND".to_owned(),
                 self.discovery_backend().to_owned(),

@@ -90,7 +90,8 @@ impl StandaloneRouter {
             .unwrap_or("dynamo")
             .to_owned();
         let system_port = PortLease::allocate_in(PortRange::DEFAULT)?;
-        let env = site.planes.env(site.dir, name);
+        let at = site.placement(name);
+        let env = site.planes.env(site.dir, name, &at);
         let spec = ProcessSpec::new(name, python, site.dir)
             .args(["-m", "dynamo.router", "--endpoint", workers_endpoint])
             .args(["--router-block-size", &block_size.to_string()])
@@ -100,9 +101,10 @@ impl StandaloneRouter {
             // It registers no health check of its own: without this its
             // /health says 503 forever. Queries wait for its endpoints.
             .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
-            .envs(env.clone());
+            .envs(env.clone())
+            .placed(&at);
         let mut process = ManagedProcess::spawn(spec)?;
-        let probe = Probe::http_ok(format!("http://127.0.0.1:{}/health", system_port.port()));
+        let probe = Probe::http_ok(format!("http://{}:{}/health", at.addr, system_port.port()));
         process.wait_ready(&probe, Duration::from_secs(60)).await?;
         Ok(StandaloneRouter {
             name: name.to_owned(),

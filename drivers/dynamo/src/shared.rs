@@ -115,6 +115,7 @@ impl SharedStack {
             dir,
             planes: &self.info.planes,
             shared_state: None,
+            hosts: None,
         };
         Worker::spawn(&site, name, &TinyModel::ensure()?, model_name, spec)
     }

@@ -129,6 +129,7 @@ pub async fn measure_floor(dir: &Path, workers: usize) -> anyhow::Result<Floor> 
         dir,
         planes: &planes,
         shared_state: None,
+        hosts: None,
     };
     let options = FrontendOptions {
         router_mode: crate::RouterMode::Kv,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 use testbed_etcd::{EtcdCluster, EtcdPorts};
+use testbed_harness::hosts::{HostNetwork, Placement};
 use testbed_harness::poll::{check, Check, Poll};
 use testbed_harness::{group, PortLease, ProcessError, ProcessGroup, TestContext};
 use testbed_load::OpenAiClient;
@@ -86,6 +87,8 @@ pub struct TopologyBuilder {
     /// Workers of other models behind the same frontend.
     others: Vec<(String, WorkerSpec)>,
     etcd_members: usize,
+    /// Every process on a host of its own (see [`TopologyBuilder::on_hosts`]).
+    on_hosts: bool,
 }
 
 impl Default for TopologyBuilder {
@@ -102,6 +105,7 @@ impl Default for TopologyBuilder {
             model_name: "tiny".into(),
             others: Vec::new(),
             etcd_members: 1,
+            on_hosts: false,
         }
     }
 }
@@ -231,6 +235,43 @@ impl TopologyBuilder {
         self
     }
 
+    /// Sets an environment variable of the frontend (a Dynamo setting with
+    /// no flag).
+    pub fn frontend_env(mut self, key: &str, value: &str) -> Self {
+        self.frontend.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Puts NATS, each etcd member, the frontend and each worker on a host
+    /// of its own (a network namespace, see [`testbed_harness::hosts`]),
+    /// each named like its process, talking over host addresses; the test
+    /// reaches them from its own namespace. Needs `CAP_NET_ADMIN`.
+    pub fn on_hosts(mut self) -> Self {
+        self.on_hosts = true;
+        self
+    }
+
+    /// The names of the workers' processes, in start order.
+    fn worker_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .roles()
+            .iter()
+            .enumerate()
+            .map(|(i, role)| match role {
+                Disaggregation::Aggregated => format!("worker-{i}"),
+                Disaggregation::Prefill => format!("prefill-{i}"),
+                Disaggregation::Decode => format!("decode-{i}"),
+            })
+            .collect();
+        names.extend(
+            self.others
+                .iter()
+                .enumerate()
+                .map(|(i, (model_name, _))| format!("{model_name}-{i}")),
+        );
+        names
+    }
+
     /// What each worker runs, for a worker in `role`.
     fn worker_spec(&self, role: Disaggregation) -> anyhow::Result<WorkerSpec> {
         match &self.engine {
@@ -338,6 +379,38 @@ impl TopologyBuilder {
             }
             DiscoveryKind::File => None,
         };
+        let hosts = match self.on_hosts {
+            false => None,
+            true => {
+                let mut names: Vec<String> = Vec::new();
+                if nats_port.is_some() {
+                    names.push("nats".into());
+                }
+                if let Some(ports) = &etcd_ports {
+                    names.extend(ports.names());
+                }
+                names.push("frontend".into());
+                names.extend(self.worker_names());
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                Some(HostNetwork::create(dir, &names)?)
+            }
+        };
+        let placement = |name: &str| match &hosts {
+            Some(h) => h.host(name).map(|h| h.placement.clone()),
+            None => Ok(Placement::loopback()),
+        };
+        let etcd_ports = match etcd_ports {
+            Some(ports) => {
+                let placements = ports
+                    .names()
+                    .iter()
+                    .map(|n| placement(n))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some(ports.placed(placements).map_err(anyhow::Error::from)?)
+            }
+            None => None,
+        };
+        let nats_placement = placement("nats").unwrap_or_default();
         let discovery = match &etcd_ports {
             Some(ports) => Discovery::Etcd(ports.endpoints()),
             None => {
@@ -346,7 +419,9 @@ impl TopologyBuilder {
                 Discovery::File(folder)
             }
         };
-        let nats_url = nats_port.as_ref().map(|p| NatsServer::url_on(p.port()));
+        let nats_url = nats_port
+            .as_ref()
+            .map(|p| NatsServer::url_on(&nats_placement, p.port()));
         let planes = Planes {
             discovery,
             request: match self.request_plane {
@@ -367,11 +442,16 @@ impl TopologyBuilder {
         };
         let nats = async {
             match nats_port {
-                Some(port) => {
-                    NatsServer::start_on(dir, "nats", nats_mode, shared_state.map(Into::into), port)
-                        .await
-                        .map(Some)
-                }
+                Some(port) => NatsServer::start_on(
+                    dir,
+                    "nats",
+                    nats_mode,
+                    shared_state.map(Into::into),
+                    port,
+                    nats_placement.clone(),
+                )
+                .await
+                .map(Some),
                 None => Ok(None),
             }
         };
@@ -396,23 +476,22 @@ impl TopologyBuilder {
             dir,
             planes: &planes,
             shared_state,
+            hosts: hosts.as_ref(),
         };
+        let worker_names = self.worker_names();
         // The frontend and every worker start at once; readiness is the
         // model listed with every worker.
         let dynamo = || -> anyhow::Result<(Frontend, Vec<Worker>)> {
             let frontend = Frontend::spawn(&site, "frontend", &self.frontend, &python)?;
             let mut workers = Vec::new();
-            for (i, (role, spec)) in roles.iter().zip(&specs).enumerate() {
-                let name = match role {
-                    Disaggregation::Aggregated => format!("worker-{i}"),
-                    Disaggregation::Prefill => format!("prefill-{i}"),
-                    Disaggregation::Decode => format!("decode-{i}"),
-                };
-                workers.push(Worker::spawn(&site, &name, &model, &self.model_name, spec)?);
+            let mut names = worker_names.iter();
+            for spec in &specs {
+                let name = names.next().expect("a name per worker");
+                workers.push(Worker::spawn(&site, name, &model, &self.model_name, spec)?);
             }
-            for (i, (model_name, spec)) in self.others.iter().enumerate() {
-                let name = format!("{model_name}-{i}");
-                workers.push(Worker::spawn(&site, &name, &model, model_name, spec)?);
+            for (model_name, spec) in &self.others {
+                let name = names.next().expect("a name per worker");
+                workers.push(Worker::spawn(&site, name, &model, model_name, spec)?);
             }
             Ok((frontend, workers))
         };
@@ -445,6 +524,7 @@ impl TopologyBuilder {
             workers,
             builder: self,
             detached: false,
+            hosts,
         };
         topology.wait_for_models(startup_timeout).await?;
         tracing::info!(after = ?started.elapsed(), "topology ready");
@@ -490,6 +570,9 @@ pub struct Topology {
     builder: TopologyBuilder,
     /// Handed over to a shared stack: nothing is stopped on drop.
     detached: bool,
+    /// Its hosts, with [`TopologyBuilder::on_hosts`]. Declared last: the
+    /// namespaces go after the processes in them.
+    hosts: Option<HostNetwork>,
 }
 
 impl Drop for Topology {
@@ -581,6 +664,7 @@ impl Topology {
             dir: &self.dir,
             planes: &self.planes,
             shared_state: None,
+            hosts: self.hosts.as_ref(),
         }
     }
 
@@ -645,6 +729,14 @@ impl Topology {
     /// The topology's folder (logs).
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+
+    /// Its hosts, with [`TopologyBuilder::on_hosts`]: to cut links and
+    /// heal them.
+    pub fn hosts(&self) -> anyhow::Result<&HostNetwork> {
+        self.hosts
+            .as_ref()
+            .context("this topology runs on loopback: build it with .on_hosts()")
     }
 
     /// A client of the frontend.

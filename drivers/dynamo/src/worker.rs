@@ -22,6 +22,8 @@ pub struct Worker {
     model_name: String,
     process: ManagedProcess,
     system_port: PortLease,
+    /// The address its servers listen on (loopback, or its host's).
+    addr: std::net::Ipv4Addr,
     startup_timeout: Duration,
     kv_events_socket: Option<SocketFile>,
     /// Ports its engine listens on (KV events, KV transfer), held while it
@@ -114,6 +116,7 @@ impl Worker {
                 }
             }
         }
+        let at = site.placement(name);
         let mut process_spec = ProcessSpec::new(name, &python, site.dir)
             .args(["-m", engine.module, engine.model_flag])
             .arg(&model.dir)
@@ -123,12 +126,13 @@ impl Worker {
             .stop_grace(engine.stop_grace)
             .env("DYN_SYSTEM_PORT", system_port.port().to_string())
             .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
-            .envs(site.planes.env(site.dir, name))
+            .envs(site.planes.env(site.dir, name, &at))
             .envs(spec.engine_env(
                 &site.dir.join(format!("home-{name}")),
                 &engine_cache,
                 &resources,
-            ));
+            ))
+            .placed(&at);
         if let Some(state) = site.shared_state {
             process_spec = process_spec.shared(state);
         }
@@ -138,6 +142,7 @@ impl Worker {
             model_name: model_name.to_owned(),
             process,
             system_port,
+            addr: at.addr,
             startup_timeout: engine.startup_timeout,
             kv_events_socket: kv_events_socket_path,
             _leased_ports: leased_ports,
@@ -163,9 +168,9 @@ impl Worker {
         &self.model_name
     }
 
-    /// `http://127.0.0.1:SYSTEM_PORT` (health, metrics).
+    /// `http://ADDRESS:SYSTEM_PORT` (health, metrics).
     pub fn system_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.system_port.port())
+        format!("http://{}:{}", self.addr, self.system_port.port())
     }
 
     /// Its Prometheus endpoint.

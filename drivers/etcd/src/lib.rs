@@ -1,5 +1,6 @@
-//! A real etcd on loopback ports: a single node or an N-member cluster (3
-//! for HA tests), with member faults (stop, kill, start again with its data)
+//! A real etcd on loopback ports (or each member on a host of its own, see
+//! [`EtcdPorts::placed`]): a single node or an N-member cluster (3 for HA
+//! tests), with member faults (stop, kill, start again with its data)
 //! and helpers to list and watch keys — how tests see what Dynamo registers.
 //!
 //! Ready means etcd-client's status call on the member's own endpoint names
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{Client, GetOptions, WatchOptions};
+use testbed_harness::hosts::Placement;
 use testbed_harness::shared::Started;
 use testbed_harness::{
     retry_on_port_conflict, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec,
@@ -33,17 +35,18 @@ struct Member {
     name: String,
     client_port: PortLease,
     peer_port: PortLease,
+    placement: Placement,
     data_dir: PathBuf,
     process: Option<ManagedProcess>,
 }
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port.port())
+        format!("http://{}:{}", self.placement.addr, self.client_port.port())
     }
 
     fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port.port())
+        format!("http://{}:{}", self.placement.addr, self.peer_port.port())
     }
 }
 
@@ -53,6 +56,8 @@ impl Member {
 pub struct EtcdPorts {
     /// Each member: its name, client port and peer port.
     members: Vec<(String, PortLease, PortLease)>,
+    /// Where each member runs (loopback unless [`EtcdPorts::placed`]).
+    placements: Vec<Placement>,
 }
 
 impl EtcdPorts {
@@ -76,14 +81,42 @@ impl EtcdPorts {
             let peer = PortLease::allocate_for(&member)?;
             members.push((member, client, peer));
         }
-        Ok(EtcdPorts { members })
+        Ok(EtcdPorts {
+            placements: vec![Placement::loopback(); members.len()],
+            members,
+        })
+    }
+
+    /// The members' names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    /// Runs member `i` where `placements[i]` says (a host of its own).
+    pub fn placed(mut self, placements: Vec<Placement>) -> Result<EtcdPorts, ProcessError> {
+        if placements.len() != self.members.len() {
+            return Err(ProcessError::Setup {
+                name: "etcd".into(),
+                reason: format!(
+                    "{} placements for {} members",
+                    placements.len(),
+                    self.members.len()
+                ),
+            });
+        }
+        self.placements = placements;
+        Ok(self)
     }
 
     /// The members' client URLs.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|(_, client, _)| format!("http://127.0.0.1:{}", client.port()))
+            .zip(&self.placements)
+            .map(|((_, client, _), at)| format!("http://{}:{}", at.addr, client.port()))
             .collect()
     }
 }
@@ -157,11 +190,13 @@ impl EtcdCluster {
         let members: Vec<Member> = ports
             .members
             .into_iter()
-            .map(|(name, client_port, peer_port)| Member {
+            .zip(ports.placements)
+            .map(|((name, client_port, peer_port), placement)| Member {
                 data_dir: dir.join(format!("{name}-data")),
                 name,
                 client_port,
                 peer_port,
+                placement,
                 process: None,
             })
             .collect();
@@ -242,7 +277,8 @@ impl EtcdCluster {
             ])
             .args(["--election-timeout", &self.timing.election_ms.to_string()])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stop_grace(Duration::from_secs(5));
+            .stop_grace(Duration::from_secs(5))
+            .placed(&m.placement);
         if let Some(state) = &self.shared_state {
             spec = spec.shared(state);
         }

@@ -14,6 +14,7 @@
 pub mod file_lock;
 pub mod group;
 pub mod hash;
+pub mod hosts;
 pub mod layout;
 pub mod loopback_get;
 pub mod pins;

@@ -116,25 +116,27 @@ pub struct Listener {
 }
 
 /// Every TCP listener (IPv4 and IPv6) held by one of `pids`: read from
-/// `/proc/net/tcp*` and matched to processes through their socket inodes.
+/// each process's own `/proc/<pid>/net/tcp*` (its network namespace's
+/// table: a process on a test host has its own) and matched to the process
+/// through its socket inodes.
 pub fn listeners(pids: &[u32]) -> Vec<Listener> {
-    let mut by_inode = std::collections::HashMap::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(file) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[3] != "0A" {
-                continue;
-            }
-            if let Some(addr) = parse_proc_addr(f[1]) {
-                by_inode.insert(f[9].to_owned(), addr);
-            }
-        }
-    }
     let mut out = Vec::new();
     for &pid in pids {
+        let mut by_inode = std::collections::HashMap::new();
+        for file in ["tcp", "tcp6"] {
+            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{file}")) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 10 || f[3] != "0A" {
+                    continue;
+                }
+                if let Some(addr) = parse_proc_addr(f[1]) {
+                    by_inode.insert(f[9].to_owned(), addr);
+                }
+            }
+        }
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };

@@ -36,15 +36,27 @@ pub struct ProcessRecord {
     pub shared_state: Option<PathBuf>,
 }
 
-/// A process the reaper killed.
+/// A process the reaper killed, or a test host's namespace, veth or bridge
+/// it removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reaped {
-    /// Its pid.
+    /// Its pid; 0 for a test host's namespace or link.
     pub pid: u32,
-    /// Its command line, as /proc showed it.
+    /// Its command line, as /proc showed it (or `netns NAME`, `veth NAME`,
+    /// `bridge NAME`).
     pub command: String,
     /// The run it belonged to.
     pub run_id: String,
+}
+
+impl Reaped {
+    /// `COMMAND (pid N)`, or the namespace or link as named.
+    pub fn describe(&self) -> String {
+        match self.pid {
+            0 => self.command.clone(),
+            pid => format!("{} (pid {pid})", self.command),
+        }
+    }
 }
 
 fn runs_dir(layout: &Layout) -> PathBuf {
@@ -105,6 +117,15 @@ pub fn reap_run(layout: &Layout, run_id: &RunId) -> Vec<Reaped> {
         reaped.extend(kill(&record, run_id.as_str()));
         unregister(&path);
     }
+    reaped.extend(
+        crate::hosts::reap_in(&runs_dir(layout).join(run_id.as_str()), true)
+            .into_iter()
+            .map(|what| Reaped {
+                pid: 0,
+                command: what,
+                run_id: run_id.as_str().to_owned(),
+            }),
+    );
     let _ = fs::remove_dir(procs_dir(layout, run_id));
     let _ = fs::remove_dir(runs_dir(layout).join(run_id.as_str()));
     reaped
@@ -132,6 +153,17 @@ pub fn reap_orphans(layout: &Layout) -> Vec<Reaped> {
             unregister(&path);
         }
         let _ = fs::remove_dir(&dir);
+        // After the processes: a namespace outlives its name while a
+        // process still runs in it.
+        reaped.extend(
+            crate::hosts::reap_in(&run.path(), false)
+                .into_iter()
+                .map(|what| Reaped {
+                    pid: 0,
+                    command: what,
+                    run_id: run_name.clone(),
+                }),
+        );
         let _ = fs::remove_dir(run.path());
     }
     reaped

@@ -28,6 +28,12 @@ pub(crate) fn track(group: ProcessGroup, record: PathBuf) {
     LIVE.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(group.pgid, (group, record));
+    install_handler();
+}
+
+/// Installs the signal thread (once), unless this process handles signals
+/// itself: for anything of this process that must not outlive it.
+pub(crate) fn install_handler() {
     if !MANUAL.load(Ordering::SeqCst) {
         HANDLER.get_or_init(install);
     }
@@ -49,6 +55,7 @@ fn install() {
                     "testbed: received signal {sig}; stopping every process this test started"
                 );
                 terminate_all(Duration::from_secs(3));
+                crate::hosts::remove_live();
                 std::process::exit(128 + sig);
             }
         })

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use testbed_harness::hosts::Placement;
 use testbed_harness::shared::Started;
 use testbed_harness::{
     retry_on_port_conflict, ManagedProcess, PortLease, Probe, ProcessError, ProcessSpec,
@@ -35,6 +36,7 @@ pub struct NatsServer {
     mode: NatsMode,
     binary: PathBuf,
     port: PortLease,
+    placement: Placement,
     log_dir: PathBuf,
     store_dir: PathBuf,
     shared_state: Option<PathBuf>,
@@ -58,20 +60,30 @@ impl NatsServer {
     ) -> anyhow::Result<NatsServer> {
         retry_on_port_conflict(name, || async {
             let port = PortLease::allocate_for(name)?;
-            Self::start_on(dir, name, mode, shared_state.clone(), port).await
+            Self::start_on(
+                dir,
+                name,
+                mode,
+                shared_state.clone(),
+                port,
+                Placement::loopback(),
+            )
+            .await
         })
         .await
     }
 
-    /// Starts a server on `port`: the caller leased it (and may have handed
-    /// out its URL, see [`NatsServer::url_on`]), so a port taken meanwhile
-    /// is the caller's to retry.
+    /// Starts a server on `port` where `placement` says: the caller leased
+    /// the port (and may have handed out its URL, see
+    /// [`NatsServer::url_on`]), so a port taken meanwhile is the caller's to
+    /// retry.
     pub async fn start_on(
         dir: &Path,
         name: &str,
         mode: NatsMode,
         shared_state: Option<PathBuf>,
         port: PortLease,
+        placement: Placement,
     ) -> Result<NatsServer, ProcessError> {
         let binary = locate()
             .map_err(|e| ProcessError::Setup {
@@ -84,6 +96,7 @@ impl NatsServer {
             mode,
             binary,
             port,
+            placement,
             log_dir: dir.to_owned(),
             store_dir: dir.join(format!("{name}-store")),
             shared_state,
@@ -93,15 +106,21 @@ impl NatsServer {
         Ok(server)
     }
 
-    /// The URL of a server on `port`.
-    pub fn url_on(port: u16) -> String {
-        format!("nats://127.0.0.1:{port}")
+    /// The URL of a server on `port` at `placement`.
+    pub fn url_on(placement: &Placement, port: u16) -> String {
+        format!("nats://{}:{port}", placement.addr)
     }
 
     async fn launch(&mut self) -> Result<(), ProcessError> {
         let mut spec = ProcessSpec::new(&self.name, &self.binary, &self.log_dir)
-            .args(["-a", "127.0.0.1", "-p", &self.port.port().to_string()])
-            .stop_grace(Duration::from_secs(5));
+            .args([
+                "-a",
+                &self.placement.host(),
+                "-p",
+                &self.port.port().to_string(),
+            ])
+            .stop_grace(Duration::from_secs(5))
+            .placed(&self.placement);
         if let Some(state) = &self.shared_state {
             spec = spec.shared(state);
         }
@@ -148,9 +167,9 @@ impl NatsServer {
         )
     }
 
-    /// `nats://127.0.0.1:<port>`.
+    /// `nats://<address>:<port>`.
     pub fn url(&self) -> String {
-        Self::url_on(self.port.port())
+        Self::url_on(&self.placement, self.port.port())
     }
 
     /// The server's port (kept across restarts).

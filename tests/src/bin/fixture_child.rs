@@ -8,7 +8,13 @@
 //!   its standard input closes;
 //! - `stack`: starts a whole Dynamo topology (NATS, etcd, frontend, two
 //!   mockers), prints `pids …` of every process of it, and waits to be
-//!   killed.
+//!   killed;
+//! - `hosts-hang` / `hosts-panic`: creates two test hosts (`a`, `b`) with a
+//!   `sleep` on `a`, prints `hosts <bridge> <netns a> <netns b> <sleep pid>`,
+//!   then waits to be killed or panics;
+//! - `connect ADDR:PORT MS`: one TCP connect with a timeout (run on a host
+//!   with `ip netns exec`), printing `connected`, `refused`, `timed out` or
+//!   the error, and exiting 0 only when connected.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -62,8 +68,60 @@ async fn main() {
             std::io::stdout().flush().unwrap();
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
+        Some(mode @ ("hosts-hang" | "hosts-panic")) => {
+            let log_dir = std::env::var("FIXTURE_LOG_DIR").expect("FIXTURE_LOG_DIR");
+            let network = testbed_harness::hosts::HostNetwork::create(
+                std::path::Path::new(&log_dir),
+                &["a", "b"],
+            )
+            .expect("create the hosts");
+            let a = network.host("a").expect("host a").placement.clone();
+            let sleeper = ManagedProcess::spawn(
+                ProcessSpec::new("sleeper", "sleep", &log_dir)
+                    .arg("600")
+                    .placed(&a),
+            )
+            .expect("spawn the sleeper");
+            let record = network.record();
+            println!(
+                "hosts {} {} {} {}",
+                record.bridge,
+                record.netns[0],
+                record.netns[1],
+                sleeper.pid()
+            );
+            std::io::stdout().flush().unwrap();
+            if mode == "hosts-panic" {
+                panic!("fixture child panics with its hosts up");
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        Some("connect") => {
+            let (Some(addr), Some(ms)) = (
+                args.get(1)
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok()),
+                args.get(2).and_then(|m| m.parse::<u64>().ok()),
+            ) else {
+                eprintln!("usage: connect ADDR:PORT MILLISECONDS");
+                std::process::exit(2);
+            };
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(ms)) {
+                Ok(_) => println!("connected"),
+                Err(e) => {
+                    println!(
+                        "{}",
+                        match e.kind() {
+                            std::io::ErrorKind::ConnectionRefused => "refused".to_owned(),
+                            std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+                            _ => e.to_string(),
+                        }
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: testbed-fixture-child hang|panic|ports N|stack");
+            eprintln!("usage: testbed-fixture-child hang|panic|ports N|stack|hosts-hang|hosts-panic|connect ADDR:PORT MS");
             std::process::exit(2);
         }
     }

@@ -71,9 +71,10 @@ impl ManagedProcess {
             .map_err(|e| spawn_error(e, String::new()))?;
         let stdout = log.try_clone().map_err(|e| spawn_error(e, String::new()))?;
 
-        let mut command = tokio::process::Command::new(&spec.program);
+        let (program, args) = spec.argv();
+        let mut command = tokio::process::Command::new(&program);
         command
-            .args(&spec.args)
+            .args(&args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(spec.current_dir.as_deref().unwrap_or(&spec.log_dir))
             .stdin(Stdio::null())

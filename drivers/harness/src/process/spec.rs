@@ -25,6 +25,9 @@ pub struct ProcessSpec {
     /// of a run): no parent-death signal, its own session, and its record
     /// names the shared-state file that says who still uses it.
     pub shared_state: Option<PathBuf>,
+    /// The network namespace to run in (a host of a
+    /// [`crate::hosts::HostNetwork`]); the test's own when unset.
+    pub netns: Option<String>,
 }
 
 impl ProcessSpec {
@@ -43,6 +46,7 @@ impl ProcessSpec {
             log_dir: log_dir.into(),
             stop_grace: Duration::from_secs(5),
             shared_state: None,
+            netns: None,
         }
     }
 
@@ -111,11 +115,40 @@ impl ProcessSpec {
         self
     }
 
+    /// Runs the process where `placement` says (its host's namespace).
+    pub fn placed(mut self, placement: &crate::hosts::Placement) -> Self {
+        self.netns = placement.netns.clone();
+        self
+    }
+
+    /// The program and arguments to execute: on a host, behind
+    /// `ip netns exec NAMESPACE` (which execs the program: same pid, same
+    /// process group).
+    pub fn argv(&self) -> (OsString, Vec<OsString>) {
+        match &self.netns {
+            None => (self.program.clone(), self.args.clone()),
+            Some(ns) => {
+                let ip = crate::hosts::ip_binary()
+                    .map(PathBuf::into_os_string)
+                    .unwrap_or_else(|| "ip".into());
+                let mut args: Vec<OsString> = vec![
+                    "netns".into(),
+                    "exec".into(),
+                    ns.into(),
+                    self.program.clone(),
+                ];
+                args.extend(self.args.iter().cloned());
+                (ip, args)
+            }
+        }
+    }
+
     /// The command line as a person would type it (for logs and errors).
     pub fn command_line(&self) -> String {
+        let (program, args) = self.argv();
         crate::shell::join(
-            std::iter::once(&self.program)
-                .chain(&self.args)
+            std::iter::once(&program)
+                .chain(&args)
                 .map(|a| a.to_string_lossy().into_owned()),
         )
     }
