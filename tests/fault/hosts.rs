@@ -170,3 +170,150 @@ fn the_frontend_restarted_on_its_host_finds_the_workers_on_theirs() {
         Ok(())
     });
 }
+
+/// A 3-member etcd under load, each member, the frontend and each worker on
+/// a host of its own. Cut one member off (a minority): nothing fails and
+/// both workers stay listed. Cut two off (the majority): requests are still
+/// served at first (routing needs no etcd), but known finding (Dynamo
+/// 1.6.1): once their leases cannot be kept (~20–25 s), the frontend and
+/// every worker shut themselves down — the whole deployment, for a quorum
+/// loss of etcd alone.
+#[test]
+fn an_etcd_minority_cut_is_survived_and_a_majority_cut_stops_every_process_finding() {
+    pair_on_hosts().etcd_members(3).test(|mut t, _| async move {
+        let dynamo = ["frontend", "worker-0", "worker-1", "nats"];
+        let others: Vec<&str> = ["etcd-1", "etcd-2"]
+            .iter()
+            .chain(&dynamo)
+            .copied()
+            .collect();
+        t.hosts()?
+            .partition(&["etcd-0"], &others, Direction::Both)?;
+        for round in 0..2 {
+            let report = load_on(&t, 4, 6).finish().await?;
+            check_none_failed(&format!("etcd-0 cut off, round {round}"), &report);
+            assert_eq!(t.ready_workers().await?, 2, "both workers stay listed");
+        }
+        t.hosts()?.heal()?;
+
+        let rest: Vec<&str> = ["etcd-2"].iter().chain(&dynamo).copied().collect();
+        let cut_at = Instant::now();
+        t.hosts()?
+            .partition(&["etcd-0", "etcd-1"], &rest, Direction::Both)?;
+        let report = load_on(&t, 4, 6).finish().await?;
+        check_none_failed("etcd without quorum, the first seconds", &report);
+        let deadline = Duration::from_secs(90);
+        let (status, _) = t.frontend.process().wait_exit(deadline).await?;
+        println!(
+            "the frontend exited ({status:?}) {:?} after the quorum loss",
+            cut_at.elapsed()
+        );
+        for w in &mut t.workers {
+            let left = deadline.saturating_sub(cut_at.elapsed());
+            let (status, _) = w.process().wait_exit(left).await?;
+            println!(
+                "{} exited ({status:?}) {:?} after the quorum loss",
+                w.name(),
+                cut_at.elapsed()
+            );
+        }
+        t.hosts()?.heal()?;
+        Ok(())
+    });
+}
+
+/// What the KV router made of one new long prompt sent twice.
+#[derive(Debug)]
+struct Repeat {
+    /// The worker that served it first.
+    first: u64,
+    /// Blocks the router indexed from that first request's KV events.
+    indexed: f64,
+    /// The worker the repeat went to.
+    repeat: u64,
+    /// The router's KV hit rate for the repeat.
+    hit: f64,
+}
+
+async fn send_twice(t: &Topology, seed: u64) -> anyhow::Result<Repeat> {
+    let url = t.frontend.metrics_url();
+    let prompt = format!("{} question", testbed_tests::prompt(seed, 300));
+    let body = OpenAiClient::chat_body("tiny", &prompt, 4);
+    let mark = testbed_dynamo::metrics::kv_index_mark(&url).await?;
+    let first = testbed_tests::ok(&t.client(), "/v1/chat/completions", &body).await?;
+    // Events arrive within milliseconds when they arrive at all.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let indexed = testbed_dynamo::metrics::kv_index_mark(&url).await? - mark;
+    let repeat = testbed_tests::ok(&t.client(), "/v1/chat/completions", &body).await?;
+    Ok(Repeat {
+        first: Topology::served_by(&first)?,
+        indexed,
+        repeat: Topology::served_by(&repeat)?,
+        hit: repeat["nvext"]["timing"]["kv_hit_rate"]
+            .as_f64()
+            .unwrap_or(0.0),
+    })
+}
+
+/// New prompts, sent twice each, until one is first served by `worker`
+/// (the KV router spreads new prompts by load).
+async fn first_served_by(t: &Topology, worker: u64, seed: u64) -> anyhow::Result<Repeat> {
+    for k in 0..16 {
+        let r = send_twice(t, seed + k).await?;
+        if r.first == worker {
+            return Ok(r);
+        }
+    }
+    anyhow::bail!("16 new prompts, none served first by worker {worker}")
+}
+
+/// A worker cut off from NATS (the KV event plane here) under KV routing:
+/// its requests travel over TCP, so nothing fails, but the router stops
+/// learning what it caches — a repeat of its prompt misses the cache and
+/// may go elsewhere — while the other worker's cache is still followed.
+/// After the heal its events are indexed again.
+#[test]
+fn a_worker_cut_off_from_nats_serves_but_the_router_stops_learning_its_cache() {
+    TopologyBuilder::routed(2, RouterMode::Kv)
+        .on_hosts()
+        .test(|t, _| async move {
+            let cut = testbed_tests::instance_id(&t.workers[0].metrics_url()).await?;
+            let other = testbed_tests::instance_id(&t.workers[1].metrics_url()).await?;
+            t.hosts()?
+                .partition(&["worker-0"], &["nats"], Direction::Both)?;
+            let report = load_on(&t, 4, 4).finish().await?;
+            check_none_failed("worker-0 cut off from NATS", &report);
+
+            let blind = first_served_by(&t, cut, 1000).await?;
+            println!("cut off: {blind:?}");
+            assert_eq!(
+                blind.indexed, 0.0,
+                "no KV event of the cut worker reached the router"
+            );
+            assert_eq!(blind.hit, 0.0, "its repeat found no cached block");
+            let seen = first_served_by(&t, other, 2000).await?;
+            println!("the other: {seen:?}");
+            assert!(seen.indexed > 0.0 && seen.repeat == other && seen.hit > 0.8);
+
+            let healed_at = Instant::now();
+            t.hosts()?.heal()?;
+            let mut seed = 3000;
+            let resumed = loop {
+                let r = first_served_by(&t, cut, seed).await?;
+                if r.indexed > 0.0 {
+                    break r;
+                }
+                anyhow::ensure!(
+                    healed_at.elapsed() < Duration::from_secs(30),
+                    "worker-0's KV events were not indexed within 30 s of the heal"
+                );
+                seed += 100;
+            };
+            println!(
+                "healed: {resumed:?} {:?} after the heal",
+                healed_at.elapsed()
+            );
+            assert_eq!(resumed.repeat, cut, "the repeat follows its cache again");
+            Ok(())
+        });
+}
