@@ -37,8 +37,9 @@ fn etcd_and_nats_topology_listens_on_loopback_only() {
 
 /// Known finding (Dynamo 1.6.1): with the ZMQ event plane each mocker binds
 /// its 4 event publishers (kv-events, kv_metrics, active_sequences_events,
-/// forward-pass-metrics) on 0.0.0.0, advertising 127.0.0.1; no setting
-/// moves them. Everything else stays on loopback.
+/// forward-pass-metrics) on 0.0.0.0 — no setting moves them — and advertises
+/// them at `DYN_EVENT_PLANE_HOST` (127.0.0.1 here; see `hosts.rs` for a
+/// host's address). Everything else stays on loopback.
 const ZMQ_PUBLISHERS_PER_MOCKER: usize = 4;
 
 #[test]

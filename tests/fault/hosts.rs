@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use testbed_dynamo::{Metrics, OpenAiClient, RouterMode, Topology, TopologyBuilder};
 use testbed_harness::hosts::Direction;
+use testbed_harness::poll::{Check, Poll};
 use testbed_load::Stream;
 
 use crate::{check_none_failed, load_on};
@@ -295,25 +296,84 @@ fn a_worker_cut_off_from_nats_serves_but_the_router_stops_learning_its_cache() {
             println!("the other: {seen:?}");
             assert!(seen.indexed > 0.0 && seen.repeat == other && seen.hit > 0.8);
 
-            let healed_at = Instant::now();
             t.hosts()?.heal()?;
-            let mut seed = 3000;
-            let resumed = loop {
-                let r = first_served_by(&t, cut, seed).await?;
-                if r.indexed > 0.0 {
-                    break r;
-                }
-                anyhow::ensure!(
-                    healed_at.elapsed() < Duration::from_secs(30),
-                    "worker-0's KV events were not indexed within 30 s of the heal"
-                );
-                seed += 100;
-            };
-            println!(
-                "healed: {resumed:?} {:?} after the heal",
-                healed_at.elapsed()
-            );
+            let seed = std::sync::atomic::AtomicU64::new(3000);
+            let (resumed, took) = Poll::new("worker-0's KV events indexed again after the heal")
+                .timeout(Duration::from_secs(30))
+                .until_timed(|| async {
+                    let seed = seed.fetch_add(100, std::sync::atomic::Ordering::Relaxed);
+                    let r = first_served_by(&t, cut, seed).await?;
+                    Ok(match r.indexed > 0.0 {
+                        true => Check::Done(r),
+                        false => Check::NotYet(format!("{r:?}")),
+                    })
+                })
+                .await?;
+            println!("healed: {resumed:?} {took:?} after the heal");
             assert_eq!(resumed.repeat, cut, "the repeat follows its cache again");
             Ok(())
         });
+}
+
+/// A test process SIGKILLed with a whole stack on hosts: its namespaces,
+/// veths and bridge outlive it (checked from outside), and the reaper
+/// removes them with its processes.
+#[test]
+fn a_sigkilled_test_process_leaves_its_hosts_to_the_reaper() {
+    testbed_harness::run_test(|_ctx| async move {
+        use std::io::BufRead;
+        let run = testbed_harness::RunId::fresh("fault-hosts-sigkill");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_testbed-fixture-child"))
+            .arg("stack-on-hosts")
+            .env("TESTBED_RUN_ID", run.as_str())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let pids: Vec<u32> = out
+            .next()
+            .transpose()?
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let hosts_line = out.next().transpose()?.unwrap_or_default();
+        let names: Vec<String> = hosts_line
+            .split_whitespace()
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        anyhow::ensure!(
+            pids.len() >= 5 && names.len() == 11,
+            "the child printed {pids:?} / {hosts_line:?}"
+        );
+        // SAFETY: plain kill of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait()?;
+        let (links, netns) = names.split_at(6);
+        assert!(
+            links.iter().all(|l| testbed_tests::link_exists(l)),
+            "checked from outside: the bridge and veths outlived the killed test"
+        );
+        let reaped = testbed_harness::reaper::reap_run(&testbed_harness::Layout::from_env(), &run);
+        println!(
+            "the reaper removed: {}",
+            reaped
+                .iter()
+                .map(|r| r.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        testbed_tests::all_dead(&pids, Duration::from_secs(5)).await?;
+        let left: Vec<&String> = links
+            .iter()
+            .filter(|l| testbed_tests::link_exists(l))
+            .collect();
+        assert!(left.is_empty(), "links left: {left:?}");
+        let listed = testbed_tests::netns_list();
+        let left: Vec<&String> = netns.iter().filter(|n| listed.contains(n)).collect();
+        assert!(left.is_empty(), "namespaces left: {left:?}");
+        Ok(())
+    });
 }

@@ -6,9 +6,10 @@
 //! - `panic`: panics, as a failing test would;
 //! - `ports N`: leases N ports, prints `ports p1 p2 …`, and holds them until
 //!   its standard input closes;
-//! - `stack`: starts a whole Dynamo topology (NATS, etcd, frontend, two
-//!   mockers), prints `pids …` of every process of it, and waits to be
-//!   killed;
+//! - `stack` / `stack-on-hosts`: starts a whole Dynamo topology (NATS,
+//!   etcd, frontend, two mockers; each on a host of its own), prints
+//!   `pids …` of every process of it (and `hosts <bridge> <veths…>
+//!   <namespaces…>`), and waits to be killed;
 //! - `hosts-hang` / `hosts-panic`: creates two test hosts (`a`, `b`) with a
 //!   `sleep` on `a`, prints `hosts <bridge> <netns a> <netns b> <sleep pid>`,
 //!   then waits to be killed or panics;
@@ -56,15 +57,26 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
-        Some("stack") => {
+        Some(mode @ ("stack" | "stack-on-hosts")) => {
             let ctx = testbed_harness::TestContext::new("fixture-stack").expect("artifact folder");
-            let mut topology =
-                testbed_dynamo::TopologyBuilder::routed(2, testbed_dynamo::RouterMode::Kv)
-                    .start(&ctx)
-                    .await
-                    .expect("start the stack");
+            let mut builder =
+                testbed_dynamo::TopologyBuilder::routed(2, testbed_dynamo::RouterMode::Kv);
+            if mode == "stack-on-hosts" {
+                builder = builder.on_hosts();
+            }
+            let mut topology = builder.start(&ctx).await.expect("start the stack");
             let pids: Vec<String> = topology.pids().iter().map(u32::to_string).collect();
             println!("pids {}", pids.join(" "));
+            if let Ok(hosts) = topology.hosts() {
+                let record = hosts.record();
+                println!(
+                    "hosts {} {}",
+                    record.bridge,
+                    [record.links.clone(), record.netns.clone()]
+                        .concat()
+                        .join(" ")
+                );
+            }
             std::io::stdout().flush().unwrap();
             tokio::time::sleep(Duration::from_secs(600)).await;
         }
@@ -121,7 +133,7 @@ async fn main() {
             }
         }
         _ => {
-            eprintln!("usage: testbed-fixture-child hang|panic|ports N|stack|hosts-hang|hosts-panic|connect ADDR:PORT MS");
+            eprintln!("usage: testbed-fixture-child hang|panic|ports N|stack|stack-on-hosts|hosts-hang|hosts-panic|connect ADDR:PORT MS");
             std::process::exit(2);
         }
     }
