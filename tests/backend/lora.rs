@@ -9,8 +9,12 @@
 //! worker without it answers 400 "Invalid request" (measured: 10 of 20
 //! requests with the adapter on one worker of two).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use testbed_dynamo::shared::WorkerInfo;
+use testbed_dynamo::OpenAiClient;
+use testbed_harness::poll::{check, Poll};
 use testbed_dynamo::stacks::TINY;
 use testbed_dynamo::TinyModel;
 use testbed_harness::run_test;
@@ -36,6 +40,22 @@ async fn load(worker: &WorkerInfo, name: &str, seed: u64) -> anyhow::Result<()> 
         .await?;
     anyhow::ensure!(answer["status"] == "success", "loading {name}: {answer}");
     Ok(())
+}
+
+/// Waits until the frontend lists adapter `name` (or, with `present`
+/// false, no longer does): a worker's adapters reach the frontend through
+/// discovery, asynchronously.
+async fn listed(client: &OpenAiClient, name: &str, present: bool) -> anyhow::Result<()> {
+    Poll::new(format!("the frontend listing {name}: {present}"))
+        .timeout(Duration::from_secs(20))
+        .every(Duration::from_millis(100))
+        .until(|| async {
+            let models = client.models().await?;
+            Ok(check(models.iter().any(|m| m == name) == present, || {
+                format!("{models:?}")
+            }))
+        })
+        .await
 }
 
 /// Unloads adapter `name` from `worker`, insisting on 200.
@@ -70,6 +90,7 @@ fn adapters_load_serve_on_every_holder_and_unload() {
             for worker in &workers {
                 load(worker, name, seed).await?;
             }
+            listed(client, name, true).await?;
         }
         let models = client.models().await?;
         assert!(
@@ -110,6 +131,7 @@ fn adapters_load_serve_on_every_holder_and_unload() {
             for worker in &workers {
                 unload(worker, name).await?;
             }
+            listed(client, name, false).await?;
         }
         let answer = client.post(COMPLETIONS, &greedy(&names[0])).await?;
         assert_eq!(
@@ -140,6 +162,7 @@ fn an_adapter_on_one_worker_is_still_routed_to_the_other_finding() {
         let name = ctx.namespace();
         load(workers[0], &name, 3).await?;
         let result = async {
+            listed(client, &name, true).await?;
             ok(client, COMPLETIONS, &pinned(greedy(&name), ids[0])).await?;
             let other = client
                 .post(COMPLETIONS, &pinned(greedy(&name), ids[1]))
