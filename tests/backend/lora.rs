@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testbed_dynamo::shared::WorkerInfo;
-use testbed_dynamo::OpenAiClient;
-use testbed_harness::poll::{check, Poll};
 use testbed_dynamo::stacks::TINY;
+use testbed_dynamo::OpenAiClient;
 use testbed_dynamo::TinyModel;
+use testbed_harness::poll::{check, Poll};
 use testbed_harness::run_test;
 
 use crate::{completion, instance_ids, ok, pinned, text_of, vllm, COMPLETIONS};

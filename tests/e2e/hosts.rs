@@ -53,6 +53,19 @@ fn members(p: &mut testbed_harness::ManagedProcess) -> Vec<u32> {
     p.group_members().iter().map(|s| s.pid).collect()
 }
 
+/// What Dynamo registered in etcd under `prefix`, as JSON values.
+async fn registered(t: &Topology, prefix: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut etcd = t.etcd.as_ref().expect("etcd discovery").client().await?;
+    let answer = etcd
+        .get(prefix, Some(etcd_client::GetOptions::new().with_prefix()))
+        .await?;
+    answer
+        .kvs()
+        .iter()
+        .map(|kv| Ok(serde_json::from_slice(kv.value())?))
+        .collect()
+}
+
 /// Sends `prompt`; returns the serving worker and the router's KV hit rate.
 async fn served(t: &Topology, prompt: &str) -> anyhow::Result<(u64, f64)> {
     let answer = t.client().chat("tiny", prompt, 4).await?;
@@ -114,21 +127,13 @@ fn a_stack_on_hosts_listens_and_advertises_only_host_addresses() {
                 misplaced.is_empty(),
                 "every listener is on its process's host address: {misplaced:#?}"
             );
-            let instances = t.etcd.as_ref().expect("etcd").keys("v1/instances/").await?;
+            let instances = registered(&t, "v1/instances/").await?;
             assert!(instances.len() >= 2, "{instances:?}");
-            let mut etcd = t.etcd.as_ref().expect("etcd").client().await?;
-            let answer = etcd
-                .get(
-                    "v1/instances/",
-                    Some(etcd_client::GetOptions::new().with_prefix()),
-                )
-                .await?;
             let worker_addrs: Vec<String> = ["worker-0", "worker-1"]
                 .iter()
                 .map(|w| Ok(t.hosts()?.host(w)?.placement.host()))
                 .collect::<anyhow::Result<_>>()?;
-            for kv in answer.kvs() {
-                let value: serde_json::Value = serde_json::from_slice(kv.value())?;
+            for value in &instances {
                 let transport = value["transport"]["tcp"].as_str().unwrap_or_default();
                 assert!(
                     worker_addrs
@@ -183,16 +188,9 @@ fn zmq_publishers_bind_every_address_and_advertise_the_event_plane_host_finding(
                 2 * ZMQ_PUBLISHERS_PER_WORKER,
                 "{unspecified:#?}"
             );
-            let mut etcd = t.etcd.as_ref().expect("etcd").client().await?;
-            let answer = etcd
-                .get(
-                    "v1/event_channels/",
-                    Some(etcd_client::GetOptions::new().with_prefix()),
-                )
-                .await?;
+            let channels = registered(&t, "v1/event_channels/").await?;
             let mut advertised = BTreeSet::new();
-            for kv in answer.kvs() {
-                let value: serde_json::Value = serde_json::from_slice(kv.value())?;
+            for value in &channels {
                 let endpoint = value["transport"]["config"]["endpoint"]
                     .as_str()
                     .unwrap_or_default()

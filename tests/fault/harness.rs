@@ -20,14 +20,10 @@ fn signal_a_stack_in_a_child(
     run: &RunId,
     signal: i32,
 ) -> anyhow::Result<(std::process::ExitStatus, Vec<u32>)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed-fixture-child"))
-        .arg("stack")
-        .env("TESTBED_RUN_ID", run.as_str())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let fixture = std::path::Path::new(env!("CARGO_BIN_EXE_testbed-fixture-child"));
+    let (mut child, mut out) =
+        testbed_tests::start_fixture(fixture, "stack", run, &std::env::temp_dir())?;
+    let line = out.next().transpose()?.unwrap_or_default();
     let pids: Vec<u32> = line
         .split_whitespace()
         .skip(1)

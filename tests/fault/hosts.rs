@@ -320,16 +320,11 @@ fn a_worker_cut_off_from_nats_serves_but_the_router_stops_learning_its_cache() {
 /// removes them with its processes.
 #[test]
 fn a_sigkilled_test_process_leaves_its_hosts_to_the_reaper() {
-    testbed_harness::run_test(|_ctx| async move {
-        use std::io::BufRead;
+    testbed_harness::run_test(|ctx| async move {
         let run = testbed_harness::RunId::fresh("fault-hosts-sigkill");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_testbed-fixture-child"))
-            .arg("stack-on-hosts")
-            .env("TESTBED_RUN_ID", run.as_str())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let fixture = std::path::Path::new(env!("CARGO_BIN_EXE_testbed-fixture-child"));
+        let (mut child, mut out) =
+            testbed_tests::start_fixture(fixture, "stack-on-hosts", &run, ctx.dir())?;
         let pids: Vec<u32> = out
             .next()
             .transpose()?

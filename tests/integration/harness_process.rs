@@ -1,8 +1,7 @@
 //! The process harness under real process trees: nothing survives a drop, a
 //! panic, a readiness timeout, a SIGTERM or a SIGKILL of the test process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use testbed_harness::procinfo;
@@ -197,15 +196,9 @@ fn fixture(
     mode: &str,
     run_id: &RunId,
 ) -> anyhow::Result<(Child, u32, u32)> {
-    let mut child = Command::new(crate::fixture_child())
-        .arg(mode)
-        .env("TESTBED_RUN_ID", run_id.as_str())
-        .env("FIXTURE_LOG_DIR", ctx.dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let (child, mut out) =
+        testbed_tests::start_fixture(&crate::fixture_child(), mode, run_id, ctx.dir())?;
+    let line = out.next().transpose()?.unwrap_or_default();
     let mut parts = line.split_whitespace().skip(1).map(|p| p.parse::<u32>());
     match (parts.next(), parts.next()) {
         (Some(Ok(leader)), Some(Ok(grandchild))) => Ok((child, leader, grandchild)),

@@ -3,9 +3,8 @@
 //! and heals, and the namespaces and bridge go away with their test — on
 //! drop, panic and SIGTERM, and through the reaper after a SIGKILL.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use testbed_harness::hosts::{Direction, HostNetwork};
@@ -184,15 +183,9 @@ fn fixture(
     mode: &str,
     run: &RunId,
 ) -> anyhow::Result<(Child, String, Vec<String>, u32)> {
-    let mut child = Command::new(crate::fixture_child())
-        .arg(mode)
-        .env("TESTBED_RUN_ID", run.as_str())
-        .env("FIXTURE_LOG_DIR", ctx.dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+    let (child, mut out) =
+        testbed_tests::start_fixture(&crate::fixture_child(), mode, run, ctx.dir())?;
+    let line = out.next().transpose()?.unwrap_or_default();
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["hosts", bridge, a, b, pid] => Ok((

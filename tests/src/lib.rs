@@ -322,3 +322,29 @@ pub fn netns_list() -> Vec<String> {
 pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
+
+/// Starts the fixture child (`binary`, built with this package) in `mode`
+/// as a test process of run `run`, logging into `log_dir`; returns it with
+/// its standard output, whose first line (what it started) is the caller's
+/// to read.
+pub fn start_fixture(
+    binary: &std::path::Path,
+    mode: &str,
+    run: &testbed_harness::RunId,
+    log_dir: &std::path::Path,
+) -> anyhow::Result<(
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(binary)
+        .arg(mode)
+        .env("TESTBED_RUN_ID", run.as_str())
+        .env("FIXTURE_LOG_DIR", log_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start the fixture child ({mode})"))?;
+    let stdout = child.stdout.take().context("piped")?;
+    Ok((child, std::io::BufReader::new(stdout).lines()))
+}

@@ -315,24 +315,11 @@ impl HostNetwork {
             }
         }
         for cut in cuts {
-            let from = self.host(&cut.from)?;
-            let to = self.host(&cut.to)?;
-            ip(&[
-                "-n",
-                from.placement
-                    .netns
-                    .as_deref()
-                    .expect("a host has a namespace"),
-                "neigh",
-                "replace",
-                &to.placement.host(),
-                "lladdr",
-                NOWHERE_MAC,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])?;
+            self.neighbour(
+                &cut,
+                &["replace"],
+                &["lladdr", NOWHERE_MAC, "nud", "permanent"],
+            )?;
             self.note(&format!("cut {cut}"));
             self.cuts
                 .lock()
@@ -346,24 +333,31 @@ impl HostNetwork {
     pub fn heal(&self) -> anyhow::Result<()> {
         let cuts = std::mem::take(&mut *self.cuts.lock().unwrap_or_else(|e| e.into_inner()));
         for cut in &cuts {
-            let from = self.host(&cut.from)?;
-            let to = self.host(&cut.to)?;
-            ip(&[
-                "-n",
-                from.placement
-                    .netns
-                    .as_deref()
-                    .expect("a host has a namespace"),
-                "neigh",
-                "delete",
-                &to.placement.host(),
-                "dev",
-                "eth0",
-            ])?;
+            self.neighbour(cut, &["delete"], &[])?;
         }
         let healed: Vec<String> = cuts.iter().map(Cut::to_string).collect();
         self.note(&format!("heal {}", healed.join(", ")));
         Ok(())
+    }
+
+    /// `ip -n FROM neigh OP TO-ADDRESS dev eth0 REST…`: the cut side's
+    /// neighbour entry for the other side.
+    fn neighbour(&self, cut: &Cut, op: &[&str], rest: &[&str]) -> anyhow::Result<()> {
+        let from = self.host(&cut.from)?;
+        let to = self.host(&cut.to)?.placement.host();
+        let netns = from
+            .placement
+            .netns
+            .as_deref()
+            .expect("a host has a namespace");
+        let args: Vec<&str> = [
+            &["-n", netns, "neigh"][..],
+            op,
+            &[to.as_str(), "dev", "eth0"],
+            rest,
+        ]
+        .concat();
+        ip(&args)
     }
 
     /// The cuts in force, as `from -> to`.
