@@ -63,22 +63,54 @@ impl Site<'_> {
         let Some(hosts) = self.hosts else {
             return Placement::loopback();
         };
-        let extends = |host: &str| {
-            name == host
-                || name
-                    .strip_prefix(host)
-                    .is_some_and(|rest| rest.starts_with('-'))
-        };
-        hosts
-            .hosts()
-            .iter()
-            .filter(|h| extends(&h.name))
-            .max_by_key(|h| h.name.len())
-            .map(|h| h.placement.clone())
-            .unwrap_or(Placement {
+        let names: Vec<&str> = hosts.hosts().iter().map(|h| h.name.as_str()).collect();
+        match host_of(name, &names).and_then(|host| hosts.host(host).ok()) {
+            Some(host) => host.placement.clone(),
+            None => Placement {
                 addr: hosts.gateway(),
                 netns: None,
-            })
+            },
+        }
+    }
+}
+
+/// The host (of `hosts`) the process called `name` runs on: the one of its
+/// name, else the longest one it extends with `-…`.
+fn host_of<'h>(name: &str, hosts: &[&'h str]) -> Option<&'h str> {
+    hosts
+        .iter()
+        .filter(|host| {
+            name == **host
+                || name
+                    .strip_prefix(**host)
+                    .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .max_by_key(|host| host.len())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn a_process_runs_on_the_host_it_is_named_after() {
+        let hosts = ["nats", "etcd-0", "frontend", "worker-1", "worker-10"];
+        let cases = [
+            ("exact name", "worker-1", Some("worker-1")),
+            ("no prefix confusion", "worker-10", Some("worker-10")),
+            (
+                "a restarted process",
+                "frontend-restarted",
+                Some("frontend"),
+            ),
+            ("a suffix of a worker", "worker-1-doomed", Some("worker-1")),
+            ("not a dash-separated extension", "frontends", None),
+            ("added later, no host of its own", "router-a", None),
+        ];
+        for (case, name, want) in cases {
+            assert_eq!(host_of(name, &hosts), want, "{case}");
+        }
     }
 }
 
