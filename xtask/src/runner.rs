@@ -45,24 +45,13 @@ pub struct Hold {
     child: Child,
 }
 
-/// Whether the tier's tests start once the held things are up, or at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// Until every held thing is up (NATS and etcd: a second).
-    UntilReady,
-    /// Not at all: the tests join the held things as they come up (engine
-    /// stacks: minutes, during which the tests that bring up stacks of
-    /// their own start theirs).
-    No,
-}
-
 impl Hold {
-    /// Starts `testbed-runner hold --tier TIER`, waiting as `wait` says.
+    /// Starts `testbed-runner hold --tier TIER` and waits until it says
+    /// everything is up.
     pub fn start(
         exe: &std::path::Path,
         tier: &str,
         env: &[(&str, String)],
-        wait: Wait,
     ) -> anyhow::Result<Hold> {
         use std::io::BufRead;
         let mut child = Command::new(exe)
@@ -74,18 +63,6 @@ impl Hold {
             .context("cannot start testbed-runner hold")?;
         let stdout = child.stdout.take().expect("piped");
         let mut lines = std::io::BufReader::new(stdout).lines();
-        if wait == Wait::No {
-            // Its progress still shows; a bring-up that fails fails the
-            // tests that join it, with the error.
-            std::thread::spawn(move || {
-                for line in lines.map_while(Result::ok) {
-                    if line.trim() != "ready" {
-                        eprintln!("{line}");
-                    }
-                }
-            });
-            return Ok(Hold { child });
-        }
         for line in lines.by_ref() {
             let line = line?;
             if line.trim() == "ready" {

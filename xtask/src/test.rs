@@ -16,7 +16,7 @@ use crate::coverage::{self, CoverageRun, CoverageSetup};
 use crate::exit::{self, Exit};
 use crate::flags::TestFlags;
 use crate::partition::Partition;
-use crate::runner::{Hold, Wait};
+use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
 use crate::tier::{Tier, TierArg};
 use crate::{cargo, needs, report, runner, setup};
@@ -298,11 +298,7 @@ impl TierPlan<'_> {
         // for the whole tier, so that it starts once.
         let hold = if tier.shares_services() {
             let runner = self.runner.context("testbed-runner was not built")?;
-            let wait = match tier.shares_engines() {
-                true => Wait::No,
-                false => Wait::UntilReady,
-            };
-            Some(Hold::start(runner, profile, &env, wait)?)
+            Some(Hold::start(runner, profile, &env)?)
         } else {
             None
         };

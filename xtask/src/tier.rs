@@ -80,12 +80,6 @@ impl Tier {
     pub fn shares_services(self) -> bool {
         !matches!(self, Tier::Unit | Tier::Gpu)
     }
-
-    /// Whether what its tests share includes engine stacks, which take
-    /// minutes to come up (the tests do not wait for them to start).
-    pub fn shares_engines(self) -> bool {
-        matches!(self, Tier::Backend)
-    }
 }
 
 impl fmt::Display for Tier {
