@@ -357,7 +357,7 @@ impl HostNetwork {
             rest,
         ]
         .concat();
-        ip(&args)
+        ip(&args).map(drop)
     }
 
     /// The cuts in force, as `from -> to`.
@@ -424,14 +424,16 @@ fn has_net_admin() -> bool {
 /// iproute2's `ip`: on `PATH`, else where distributions put it (a
 /// non-root `PATH` often lacks the sbin folders).
 pub fn ip_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir: PathBuf| dir.join("ip"))
-        .find(|p| p.is_file())
+    crate::tool::which("ip").or_else(|| {
+        ["/usr/sbin/ip", "/sbin/ip"]
+            .map(PathBuf::from)
+            .into_iter()
+            .find(|p| p.is_file())
+    })
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `ip ARGS…`; its standard output, or an error with its stderr.
+fn ip(args: &[&str]) -> anyhow::Result<String> {
     let binary = ip_binary().context("iproute2's `ip` is missing: install iproute2")?;
     let output = Command::new(&binary)
         .args(args)
@@ -444,18 +446,13 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The third octet of a `10.213.X.0/24` no interface of this namespace has
 /// an address in.
 fn free_subnet() -> anyhow::Result<u8> {
-    let binary = ip_binary().context("iproute2's `ip` is missing: install iproute2")?;
-    let output = Command::new(binary)
-        .args(["-o", "-4", "addr", "show"])
-        .output()
-        .context("list this namespace's addresses")?;
-    let listed = String::from_utf8_lossy(&output.stdout);
+    let listed = ip(&["-o", "-4", "addr", "show"])?;
     let prefix = format!("{}.{}.", FIRST_OCTETS[0], FIRST_OCTETS[1]);
     let taken: Vec<u8> = listed
         .split_whitespace()
