@@ -17,13 +17,14 @@ use crate::planes::Site;
 
 /// The query client: connects with the planes in its environment, waits
 /// for the instances of the endpoint `argv[1]`, sends the JSON request
-/// `argv[2]` to the first that answers and prints each response as a
-/// `RESPONSE <json>` line.
+/// `argv[2]` to the first that answers and writes each response as a JSON
+/// line to the file `argv[3]` — not to its log, where Dynamo's runtime
+/// logs (stderr) can land in the middle of a printed line (seen once).
 const QUERY_PY: &str = r#"
 import asyncio, json, os, sys
 from dynamo.runtime import DistributedRuntime
 
-async def main(path, request):
+async def main(path, request, out):
     runtime = DistributedRuntime(
         asyncio.get_running_loop(),
         os.environ.get("DYN_DISCOVERY_BACKEND", "etcd"),
@@ -36,9 +37,11 @@ async def main(path, request):
     # lease expires: ask each instance until one answers.
     for instance in ids:
         try:
+            answers = []
             async for item in await client.direct(request, instance):
-                data = item.data() if hasattr(item, "data") else item
-                print("RESPONSE " + json.dumps(data), flush=True)
+                answers.append(item.data() if hasattr(item, "data") else item)
+            with open(out, "w") as f:
+                f.writelines(json.dumps(a) + "\n" for a in answers)
             break
         except Exception as e:
             errors.append(f"{instance}: {e}")
@@ -46,7 +49,7 @@ async def main(path, request):
         raise SystemExit("no instance of " + path + " answered: " + "; ".join(errors))
     runtime.shutdown()
 
-asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
+asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]))
 "#;
 
 /// How long a query may take: importing Dynamo and joining the planes
@@ -152,19 +155,21 @@ impl StandaloneRouter {
         let n = self.queries.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-query-{n}", self.name);
         let path = format!("{}.router.{endpoint}", self.namespace);
+        let out = self.dir.join(format!("{name}.jsonl"));
         let spec = ProcessSpec::new(&name, &self.python, &self.dir)
             .args(["-c", QUERY_PY, &path, &request.to_string()])
+            .arg(&out)
             .envs(self.env.clone());
         let mut process = ManagedProcess::spawn(spec)?;
         let (status, _) = process.wait_exit(QUERY_TIMEOUT).await?;
-        let log = std::fs::read_to_string(process.log_path())?;
         anyhow::ensure!(
             status.success(),
             "{name} ({path}) failed with {status}:\n{}",
             process.log_tail(20)
         );
-        log.lines()
-            .filter_map(|l| l.strip_prefix("RESPONSE "))
+        std::fs::read_to_string(&out)
+            .with_context(|| format!("{name} wrote no answers to {}", out.display()))?
+            .lines()
             .map(|json| serde_json::from_str(json).context("a response that is not JSON"))
             .collect()
     }
