@@ -107,11 +107,7 @@ pub fn tree_digest(dir: &Path) -> anyhow::Result<String> {
     }
     let mut hasher = Sha256::new();
     walk(dir, dir, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(testbed_harness::hash::hex(&hasher.finalize()))
 }
 
 /// One mutant's result.

