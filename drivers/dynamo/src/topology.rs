@@ -527,6 +527,9 @@ impl TopologyBuilder {
             hosts,
         };
         topology.wait_for_models(startup_timeout).await?;
+        if topology.builder.disaggregated {
+            topology.wait_until_served(startup_timeout).await?;
+        }
         tracing::info!(after = ?started.elapsed(), "topology ready");
         Ok(topology)
     }
@@ -767,6 +770,35 @@ impl Topology {
             self.wait_for(&model, n, timeout).await?;
         }
         Ok(())
+    }
+
+    /// Waits until a one-token chat request is answered. Dynamo 1.6.1's
+    /// `/ready` counts a disaggregated model's decode worker as soon as it
+    /// is discovered, but the frontend activates its prefill router a few
+    /// milliseconds later (seconds under load), and a request in between is
+    /// answered 503 "Service temporarily unavailable" (one e2e run in ~20).
+    async fn wait_until_served(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let client = self.client();
+        let model = self.model_name().to_owned();
+        loop {
+            let answer = client.chat(&model, "ready?", 1).await?;
+            match answer.status {
+                200 => {
+                    tracing::info!(after = ?started.elapsed(), "a first request was served");
+                    return Ok(());
+                }
+                503 if started.elapsed() < timeout => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                status => anyhow::bail!(
+                    "model {model} was ready but a first request was answered {status} (after {:?}): {}; logs in {}",
+                    started.elapsed(),
+                    answer.text,
+                    self.dir.display()
+                ),
+            }
+        }
     }
 
     /// Waits until `/v1/models/{model}/ready` reports `expected` workers of
