@@ -20,9 +20,9 @@ fn signal_a_stack_in_a_child(
     run: &RunId,
     signal: i32,
 ) -> anyhow::Result<(std::process::ExitStatus, Vec<u32>)> {
-    let fixture = std::path::Path::new(env!("CARGO_BIN_EXE_testbed-fixture-child"));
+    let fixture = testbed_tests::fixture_child!();
     let (mut child, mut out) =
-        testbed_tests::start_fixture(fixture, "stack", run, &std::env::temp_dir())?;
+        testbed_tests::start_fixture(&fixture, "stack", run, &std::env::temp_dir())?;
     let line = out.next().transpose()?.unwrap_or_default();
     let pids: Vec<u32> = line
         .split_whitespace()

@@ -322,9 +322,9 @@ fn a_worker_cut_off_from_nats_serves_but_the_router_stops_learning_its_cache() {
 fn a_sigkilled_test_process_leaves_its_hosts_to_the_reaper() {
     testbed_harness::run_test(|ctx| async move {
         let run = testbed_harness::RunId::fresh("fault-hosts-sigkill");
-        let fixture = std::path::Path::new(env!("CARGO_BIN_EXE_testbed-fixture-child"));
+        let fixture = testbed_tests::fixture_child!();
         let (mut child, mut out) =
-            testbed_tests::start_fixture(fixture, "stack-on-hosts", &run, ctx.dir())?;
+            testbed_tests::start_fixture(&fixture, "stack-on-hosts", &run, ctx.dir())?;
         let pids: Vec<u32> = out
             .next()
             .transpose()?

@@ -12,5 +12,5 @@ mod shared;
 
 /// The fixture child binary built with this package.
 fn fixture_child() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_BIN_EXE_testbed-fixture-child"))
+    testbed_tests::fixture_child!()
 }

@@ -323,6 +323,33 @@ pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
+/// Where a binary target of this package is at run time: where nextest
+/// says (`NEXTEST_BIN_EXE_<name>`: in a run from an archive, the extracted
+/// copy), else `built`, the path cargo compiled in. Use
+/// [`fixture_child!`].
+pub fn bin_exe(name: &str, built: &str) -> std::path::PathBuf {
+    [
+        format!("NEXTEST_BIN_EXE_{name}"),
+        format!("NEXTEST_BIN_EXE_{}", name.replace('-', "_")),
+    ]
+    .iter()
+    .find_map(std::env::var_os)
+    .map(std::path::PathBuf::from)
+    .unwrap_or_else(|| std::path::PathBuf::from(built))
+}
+
+/// The fixture child binary (`testbed-fixture-child`) for a test of this
+/// package: the archive's copy when the tests run from one.
+#[macro_export]
+macro_rules! fixture_child {
+    () => {
+        $crate::bin_exe(
+            "testbed-fixture-child",
+            env!("CARGO_BIN_EXE_testbed-fixture-child"),
+        )
+    };
+}
+
 /// Starts the fixture child (`binary`, built with this package) in `mode`
 /// as a test process of run `run`, logging into `log_dir`; returns it with
 /// its standard output, whose first line (what it started) is the caller's
@@ -347,4 +374,23 @@ pub fn start_fixture(
         .with_context(|| format!("start the fixture child ({mode})"))?;
     let stdout = child.stdout.take().context("piped")?;
     Ok((child, std::io::BufReader::new(stdout).lines()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// nextest's run-time path wins over the compiled-in one (each test
+    /// runs in a process of its own, so the variable is this test's).
+    #[test]
+    fn a_binary_is_found_where_nextest_says_it_is() {
+        let name = "testbed-bin-exe-probe";
+        assert_eq!(
+            super::bin_exe(name, "/built/here"),
+            std::path::PathBuf::from("/built/here")
+        );
+        std::env::set_var("NEXTEST_BIN_EXE_testbed_bin_exe_probe", "/extracted/there");
+        assert_eq!(
+            super::bin_exe(name, "/built/here"),
+            std::path::PathBuf::from("/extracted/there")
+        );
+    }
 }

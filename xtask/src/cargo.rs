@@ -18,16 +18,28 @@ pub fn target_dir(layout: &Layout) -> anyhow::Result<PathBuf> {
         .context("`cargo metadata` named no target_directory")
 }
 
-/// The workspace's test binaries, built once per `cargo xtask test`; every
-/// nextest call after it reuses them (nextest's `--binaries-metadata` and
-/// `--cargo-metadata`), so no listing or tier run builds again or waits on
-/// cargo's locks.
+/// The workspace's test binaries, built once per `cargo xtask test` (or
+/// extracted from an archive); every nextest call after it reuses them
+/// (nextest's `--binaries-metadata` and `--cargo-metadata`), so no listing
+/// or tier run builds again or waits on cargo's locks.
 #[derive(Debug, Clone)]
 pub struct BuiltTests {
     /// nextest's description of the built test binaries.
     binaries_metadata: PathBuf,
     /// `cargo metadata --no-deps` of the workspace.
     cargo_metadata: PathBuf,
+    /// For binaries built elsewhere: the checkout they run against and
+    /// where their target folder now is.
+    remap: Option<Remap>,
+}
+
+/// Where binaries built in another checkout find theirs.
+#[derive(Debug, Clone)]
+struct Remap {
+    /// This checkout (nextest's `--workspace-remap`).
+    workspace: PathBuf,
+    /// The extracted target folder (`--target-dir-remap`).
+    target_dir: PathBuf,
 }
 
 impl BuiltTests {
@@ -56,17 +68,45 @@ impl BuiltTests {
         Ok(BuiltTests {
             binaries_metadata,
             cargo_metadata,
+            remap: None,
         })
     }
 
+    /// Binaries built in another checkout, extracted to `target_dir`, run
+    /// against `workspace`.
+    pub fn extracted(
+        binaries_metadata: PathBuf,
+        cargo_metadata: PathBuf,
+        workspace: PathBuf,
+        target_dir: PathBuf,
+    ) -> BuiltTests {
+        BuiltTests {
+            binaries_metadata,
+            cargo_metadata,
+            remap: Some(Remap {
+                workspace,
+                target_dir,
+            }),
+        }
+    }
+
     /// The arguments that make `cargo nextest run|list` use these binaries.
-    pub fn reuse_args(&self) -> [std::ffi::OsString; 4] {
-        [
+    pub fn reuse_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
             "--binaries-metadata".into(),
             self.binaries_metadata.clone().into(),
             "--cargo-metadata".into(),
             self.cargo_metadata.clone().into(),
-        ]
+        ];
+        if let Some(remap) = &self.remap {
+            args.extend([
+                "--workspace-remap".into(),
+                remap.workspace.clone().into(),
+                "--target-dir-remap".into(),
+                remap.target_dir.clone().into(),
+            ]);
+        }
+        args
     }
 }
 

@@ -74,6 +74,12 @@ pub enum Command {
     /// survived (a missing test) or could not be judged.
     #[command(after_help = EXIT_CODES_HELP)]
     Mutate(MutateFlags),
+    /// Build the tests once and pack them (with testbed-runner and a
+    /// manifest of the tree) into a nextest archive that `cargo xtask test
+    /// --archive FILE` runs elsewhere without building: on another machine
+    /// or checkout of the same tree, e.g. one share per CI job.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Archive(ArchiveFlags),
     /// Work with the results of earlier runs (each run writes
     /// `target/testbed/<run>/summary.json`, its JUnit files and
     /// `report.html`).
@@ -107,6 +113,15 @@ pub struct MergeFlags {
     pub json: bool,
 }
 
+/// `cargo xtask archive`.
+#[derive(Debug, clap::Args)]
+pub struct ArchiveFlags {
+    /// Where to write the archive [default:
+    /// target/testbed/archives/dynamo-testbed-<revision>.tar.zst].
+    #[arg(long, value_name = "FILE.tar.zst")]
+    pub out: Option<PathBuf>,
+}
+
 /// Arguments handed to `testbed-runner` as they are.
 #[derive(Debug, clap::Args)]
 pub struct PassThrough {
@@ -136,6 +151,13 @@ pub struct TestFlags {
     /// report merge`.
     #[arg(long, value_name = "hash:K/N")]
     pub partition: Option<crate::partition::Partition>,
+    /// Run the tests of an archive (`cargo xtask archive`) instead of
+    /// building them: on another machine, or from another checkout, of the
+    /// tree the archive was built from (checked file by file) with the same
+    /// pins. Combine with `--partition` to share a tier between machines
+    /// that build nothing.
+    #[arg(long, value_name = "FILE.tar.zst")]
+    pub archive: Option<PathBuf>,
     /// Run the e2e families that only send requests (`tests/e2e/remote.rs`)
     /// against a running Dynamo deployment at this frontend URL (e.g. one
     /// `cargo xtask up` started, or a port-forwarded Kubernetes service)

@@ -8,6 +8,7 @@
 //! `testbed-runner`'s, which xtask builds once `setup` has provisioned
 //! protoc.
 
+mod archive;
 mod bisect;
 mod bisect_dynamo;
 mod capability;
@@ -51,6 +52,7 @@ fn main() {
         flags::Command::Bench(f) => runner_command(&layout, "bench", &f.args),
         flags::Command::Bisect(f) => bisect::run(&sh, f),
         flags::Command::Mutate(f) => mutate::run(f),
+        flags::Command::Archive(f) => archive::run(f),
         flags::Command::Report(flags::ReportCommand::Merge(f)) => merge::run(f),
     };
     match result {

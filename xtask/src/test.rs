@@ -19,7 +19,7 @@ use crate::partition::Partition;
 use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
 use crate::tier::{Tier, TierArg};
-use crate::{cargo, needs, report, runner, setup};
+use crate::{archive, cargo, needs, report, runner, setup};
 
 /// Set by `--json`: stdout then carries the JSON summary alone.
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -66,11 +66,29 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
     if !flags.no_setup {
         setup::ensure_for(sh, &needed).map_err(exit::missing)?;
     }
+    // From an archive, nothing is built: its binaries and testbed-runner.
+    let archive = match &flags.archive {
+        Some(file) => {
+            let extracted = archive::Extracted::open(&layout, file)?;
+            say!(
+                "xtask: the test binaries of {} (built from revision {})",
+                file.display(),
+                extracted.manifest.describe()
+            );
+            Some(extracted)
+        }
+        None => None,
+    };
     // The build and the capability checks (a Python import or two) at once.
-    say!("xtask: building the test binaries …");
+    if archive.is_none() {
+        say!("xtask: building the test binaries …");
+    }
     let (built, caps) = std::thread::scope(|scope| {
         let caps = scope.spawn(|| Capabilities::detect(&pins));
-        let built = cargo::BuiltTests::build(&layout);
+        let built = match &archive {
+            Some(a) => Ok(a.tests()),
+            None => cargo::BuiltTests::build(&layout),
+        };
         (built, caps.join())
     });
     let caps = caps.map_err(|_| anyhow::anyhow!("a capability check panicked"))?;
@@ -107,10 +125,10 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         });
     }
     // Tiers that hold shared services start them with testbed-runner.
-    let runner = if tiers.iter().any(|t| t.shares_services()) {
-        Some(runner::build(&layout)?)
-    } else {
-        None
+    let runner = match &archive {
+        _ if !tiers.iter().any(|t| t.shares_services()) => None,
+        Some(a) => Some(a.runner()?),
+        None => Some(runner::build(&layout)?),
     };
 
     let mut results: Vec<(Tier, TierResult)> = Vec::new();
@@ -622,11 +640,17 @@ mod tests {
     /// `cargo xtask` at the repo root with `args`; its exit status, stdout
     /// and stderr.
     fn xtask(args: &[&str]) -> (Option<i32>, String, String) {
+        xtask_with(args, &[])
+    }
+
+    /// [`xtask`] with more environment variables.
+    fn xtask_with(args: &[&str], envs: &[(&str, &Path)]) -> (Option<i32>, String, String) {
         let mut cmd = std::process::Command::new("cargo");
         cmd.current_dir(&Layout::from_env().repo_root)
             .arg("xtask")
             .args(args);
         cargo::clean_env(&mut cmd);
+        cmd.envs(envs.iter().copied());
         let out = cmd.output().unwrap();
         (
             out.status.code(),
@@ -705,6 +729,86 @@ mod tests {
         let (code, _, stderr) = xtask(&["report", "merge", &dir(&first), &dir(&first)]);
         assert_ne!(code, Some(0));
         assert!(stderr.contains("ran in two shares"), "{stderr}");
+    }
+
+    /// `cargo xtask archive`, then a tier run from the archive in a second
+    /// checkout of the same tree (another path: nothing is built there, the
+    /// tests read that checkout and write their results under it); once
+    /// the checkout differs from the archived tree, the run is refused with
+    /// the file named.
+    #[test]
+    fn slow_an_archive_runs_from_another_checkout_of_the_same_tree() {
+        let layout = Layout::from_env();
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("tests.tar.zst");
+        let (code, stdout, stderr) = xtask(&["archive", "--out", file.to_str().unwrap()]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("cargo xtask test --tier <TIER> --archive"),
+            "{stdout}"
+        );
+
+        // The second checkout: the tracked files as they are now.
+        let checkout = scratch.path().join("checkout");
+        let listed = std::process::Command::new("git")
+            .args(["ls-files", "-z"])
+            .current_dir(&layout.repo_root)
+            .output()
+            .unwrap();
+        for path in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+            let path = String::from_utf8_lossy(path).into_owned();
+            let from = layout.repo_root.join(&path);
+            if from.is_file() {
+                let to = checkout.join(&path);
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::copy(&from, &to).unwrap();
+            }
+        }
+        let run = || {
+            xtask_with(
+                &[
+                    "test",
+                    "--tier",
+                    "integration",
+                    "--archive",
+                    file.to_str().unwrap(),
+                    "--json",
+                    "--",
+                    "-E",
+                    "test(/^(harness_process|nats)::/)",
+                ],
+                &[("TESTBED_REPO_ROOT", &checkout)],
+            )
+        };
+        let (code, stdout, stderr) = run();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            !stderr.contains("Compiling") && !stdout.contains("building the test binaries"),
+            "nothing was built: {stderr}"
+        );
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(summary["passed"].as_u64().unwrap() >= 10, "{summary}");
+        assert_eq!(summary["failed"], 0, "{summary}");
+        assert!(
+            summary["logs"]
+                .as_str()
+                .unwrap()
+                .starts_with(checkout.to_str().unwrap()),
+            "the results are the second checkout's: {summary}"
+        );
+        assert!(checkout
+            .join("target/nextest/integration/junit.xml")
+            .is_file());
+
+        std::fs::write(checkout.join("tests/needs.toml"), "# changed\n").unwrap();
+        let (code, _, stderr) = run();
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("is not the tree")
+                && stderr.contains("tests/needs.toml differs")
+                && stderr.contains("check out that revision"),
+            "{stderr}"
+        );
     }
 
     /// `cargo xtask up`, stopped with SIGINT when dropped.
