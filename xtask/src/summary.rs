@@ -196,8 +196,14 @@ pub fn load(dir: &Path) -> anyhow::Result<SavedRun> {
         let name = t["tier"].as_str().unwrap_or_default();
         let tier = <Tier as clap::ValueEnum>::from_str(name, false)
             .map_err(|_| anyhow::anyhow!("{}: unknown tier {name:?}", path.display()))?;
-        let result: TierResult = serde_json::from_value(t.clone())
+        let mut result: TierResult = serde_json::from_value(t.clone())
             .with_context(|| format!("{}: tier {name}", path.display()))?;
+        // The folder may be a copy (a CI artifact from another machine):
+        // its JUnit files are the ones beside it, wherever it was saved.
+        for junit in &mut result.junit {
+            let file = junit.file_name().unwrap_or_default().to_owned();
+            *junit = dir.join("junit").join(tier.name()).join(file);
+        }
         results.push((tier, result));
     }
     Ok((results, summary["partition"].as_str().map(str::to_owned)))
@@ -296,6 +302,32 @@ mod tests {
                 flaky: 1
             }
         );
+    }
+
+    /// A run folder moved elsewhere (a CI artifact downloaded on another
+    /// machine) loads with the JUnit files beside it, not where it was
+    /// saved.
+    #[test]
+    fn a_copied_run_folder_reads_its_own_junit_files() {
+        let scratch = tempfile::tempdir().unwrap();
+        let (saved, copied) = (scratch.path().join("saved"), scratch.path().join("copied"));
+        std::fs::create_dir_all(&saved).unwrap();
+        let junit = scratch.path().join("junit.xml");
+        std::fs::write(&junit, SAMPLE).unwrap();
+        let result = TierResult {
+            passed: 3,
+            junit: vec![junit],
+            ..TierResult::default()
+        };
+        save(&[(Tier::E2e, result)], &saved, None).unwrap();
+        std::fs::rename(&saved, &copied).unwrap();
+        let (results, _) = load(&copied).unwrap();
+        assert_eq!(
+            results[0].1.junit,
+            vec![copied.join("junit/e2e/junit.xml")],
+            "the copy's own file"
+        );
+        assert_eq!(read_junit(&results[0].1.junit[0]).unwrap().passed, 3);
     }
 
     #[test]
