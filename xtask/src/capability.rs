@@ -331,10 +331,9 @@ pub fn chromium_binary() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("TESTBED_CHROMIUM").filter(|p| !p.is_empty()) {
         return Some(p.into());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| ["chromium", "chromium-browser"].map(|n| dir.join(n)))
-        .find(|p| p.is_file())
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find_map(testbed_harness::tool::which)
 }
 
 fn chromium() -> Finding {
