@@ -23,6 +23,7 @@ mod needs;
 mod partition;
 mod provision;
 mod report;
+mod retention;
 mod runner;
 mod setup;
 mod summary;

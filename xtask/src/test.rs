@@ -19,7 +19,7 @@ use crate::partition::Partition;
 use crate::runner::Hold;
 use crate::summary::{self, Skipped, TierResult};
 use crate::tier::{Tier, TierArg};
-use crate::{archive, cargo, needs, report, runner, setup};
+use crate::{archive, cargo, needs, report, retention, runner, setup};
 
 /// Set by `--json`: stdout then carries the JSON summary alone.
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -57,6 +57,15 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
 
     for r in reaper::reap_orphans(&layout) {
         say!("xtask: reaped {} left by run {}", r.describe(), r.run_id);
+    }
+    let keep = retention::keep_from_env().map_err(exit::usage)?;
+    let (removed, bytes) = retention::prune(&layout.target_dir.join("testbed"), keep);
+    if removed > 0 {
+        say!(
+            "xtask: removed the {removed} oldest run folder(s) under {} ({:.0} MB): the newest {keep} are kept (TESTBED_KEEP_RUNS)",
+            layout.target_dir.join("testbed").display(),
+            bytes as f64 / 1e6
+        );
     }
 
     let mut needed: Vec<Need> = tiers.iter().flat_map(|t| t.needs()).collect();
