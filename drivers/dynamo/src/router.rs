@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
-use testbed_harness::{ManagedProcess, PortLease, PortRange, Probe, ProcessSpec};
+use testbed_harness::{retry_on_port_conflict, ManagedProcess, PortLease, Probe, ProcessSpec};
 
 use crate::planes::Site;
 
@@ -78,7 +78,8 @@ impl StandaloneRouter {
     /// (`namespace.component.endpoint`), hashing `block_size`-token blocks
     /// (it must equal the workers' block size: the router does not read it
     /// from their cards), with `args` added (`--router-*` flags), and waits
-    /// until its system server answers.
+    /// until its system server answers (on another system port if its own
+    /// was taken meanwhile).
     pub async fn start(
         site: &Site<'_>,
         python: &Path,
@@ -92,23 +93,27 @@ impl StandaloneRouter {
             .next()
             .unwrap_or("dynamo")
             .to_owned();
-        let system_port = PortLease::allocate_in(PortRange::DEFAULT)?;
         let at = site.placement(name);
         let env = site.planes.env(site.dir, name, &at);
-        let spec = ProcessSpec::new(name, python, site.dir)
-            .args(["-m", "dynamo.router", "--endpoint", workers_endpoint])
-            .args(["--router-block-size", &block_size.to_string()])
-            .args(args)
-            .stop_grace(Duration::from_secs(5))
-            .env("DYN_SYSTEM_PORT", system_port.port().to_string())
-            // It registers no health check of its own: without this its
-            // /health says 503 forever. Queries wait for its endpoints.
-            .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
-            .envs(env.clone())
-            .placed(&at);
-        let mut process = ManagedProcess::spawn(spec)?;
-        let probe = Probe::http_ok(format!("http://{}:{}/health", at.addr, system_port.port()));
-        process.wait_ready(&probe, Duration::from_secs(60)).await?;
+        let (process, system_port) = retry_on_port_conflict(name, || async {
+            let system_port = PortLease::allocate_for(name)?;
+            let spec = ProcessSpec::new(name, python, site.dir)
+                .args(["-m", "dynamo.router", "--endpoint", workers_endpoint])
+                .args(["--router-block-size", &block_size.to_string()])
+                .args(args)
+                .stop_grace(Duration::from_secs(5))
+                .env("DYN_SYSTEM_PORT", system_port.port().to_string())
+                // It registers no health check of its own: without this its
+                // /health says 503 forever. Queries wait for its endpoints.
+                .env("DYN_SYSTEM_STARTING_HEALTH_STATUS", "ready")
+                .envs(env.clone())
+                .placed(&at);
+            let mut process = ManagedProcess::spawn(spec)?;
+            let probe = Probe::http_ok(format!("http://{}:{}/health", at.addr, system_port.port()));
+            process.wait_ready(&probe, Duration::from_secs(60)).await?;
+            Ok((process, system_port))
+        })
+        .await?;
         Ok(StandaloneRouter {
             name: name.to_owned(),
             namespace,
