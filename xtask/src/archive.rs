@@ -43,22 +43,39 @@ const FORMAT: u32 = 1;
 pub struct Manifest {
     /// The manifest's format ([`FORMAT`]).
     pub format: u32,
-    /// The git revision checked out when the archive was built.
-    pub revision: String,
+    /// The git revision checked out when the archive was built; `None` for
+    /// a tree that is not a git checkout (one unpacked from `git archive`).
+    pub revision: Option<String>,
     /// Whether tracked files differed from that revision (the archive is
     /// then of the working tree, which [`Manifest::files`] describes).
     pub dirty: bool,
-    /// Every tracked file of the tree, by path, with the SHA-256 of its
-    /// contents as built.
+    /// Every file of the tree (a git checkout's tracked files), by path,
+    /// with the SHA-256 of its contents as built.
     pub files: BTreeMap<String, String>,
     /// `cargo nextest --version`'s first line on the building machine.
     pub nextest: String,
 }
 
 impl Manifest {
-    /// The manifest of the checkout at `repo` (a git checkout: its tracked
-    /// files, as they are in the working tree).
+    /// The manifest of the tree at `repo`: a git checkout's tracked files as
+    /// they are in the working tree, or every file of a tree that is not
+    /// one (see [`untracked_tree`]).
     pub fn of_checkout(repo: &Path) -> anyhow::Result<Manifest> {
+        if !repo.join(".git").exists() {
+            let mut files = BTreeMap::new();
+            for path in untracked_tree(repo)? {
+                if let Some(hash) = file_sha256(&repo.join(&path))? {
+                    files.insert(path, hash);
+                }
+            }
+            return Ok(Manifest {
+                format: FORMAT,
+                revision: None,
+                dirty: false,
+                files,
+                nextest: nextest_version()?,
+            });
+        }
         let git = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
             let out = std::process::Command::new("git")
                 .args(args)
@@ -74,9 +91,11 @@ impl Manifest {
             );
             Ok(out.stdout)
         };
-        let revision = String::from_utf8_lossy(&git(&["rev-parse", "HEAD"])?)
-            .trim()
-            .to_owned();
+        let revision = Some(
+            String::from_utf8_lossy(&git(&["rev-parse", "HEAD"])?)
+                .trim()
+                .to_owned(),
+        );
         let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
         let mut files = BTreeMap::new();
         for path in git(&["ls-files", "-z"])?.split(|b| *b == 0) {
@@ -114,13 +133,53 @@ impl Manifest {
 
     /// The revision, with `+changes` when the tree differed from it.
     pub fn describe(&self) -> String {
-        let short = &self.revision[..self.revision.len().min(12)];
+        let Some(revision) = &self.revision else {
+            return "unversioned".to_owned();
+        };
+        let short = &revision[..revision.len().min(12)];
         if self.dirty {
             format!("{short}+changes")
         } else {
             short.to_owned()
         }
     }
+}
+
+/// The files of a tree that is not a git checkout, relative to `repo`:
+/// everything but build output and provisioned links (`target/`, `.git/`,
+/// `.testbed/`, Nix's `result*` links), symbolic links, and archives
+/// themselves (`*.tar.zst`: the one being run may lie in the tree).
+fn untracked_tree(repo: &Path) -> anyhow::Result<Vec<String>> {
+    fn walk(dir: &Path, repo: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry.file_type()?;
+            if kind.is_symlink() || name.ends_with(".tar.zst") {
+                continue;
+            }
+            if kind.is_dir() {
+                if !matches!(name.as_str(), "target" | ".git" | ".testbed") {
+                    walk(&entry.path(), repo, out)?;
+                }
+            } else if kind.is_file() {
+                out.push(
+                    entry
+                        .path()
+                        .strip_prefix(repo)?
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(repo, repo, &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 /// The SHA-256 of a file's contents in hex; `None` when it does not exist.
@@ -191,7 +250,7 @@ pub fn run(flags: &ArchiveFlags) -> anyhow::Result<i32> {
     anyhow::ensure!(status.success(), "`cargo nextest archive` failed");
     let size = std::fs::metadata(&out)?.len();
     println!(
-        "archive: {} ({:.0} MiB), built from revision {} ({} tracked files recorded)",
+        "archive: {} ({:.0} MiB), built from revision {} ({} files recorded)",
         out.display(),
         size as f64 / (1024.0 * 1024.0),
         manifest.describe(),
@@ -293,8 +352,12 @@ impl Extracted {
         let differences = manifest.differences(&layout.repo_root)?;
         if !differences.is_empty() {
             let shown: Vec<&str> = differences.iter().take(8).map(String::as_str).collect();
+            let remedy = match &manifest.revision {
+                Some(rev) => format!("check out that revision (`git checkout {rev}`)"),
+                None => "run it in a copy of the tree it was built from".to_owned(),
+            };
             anyhow::bail!(
-                "the checkout at {} is not the tree {} was built from (revision {}): {}{} — check out that revision (`git checkout {}`), or build an archive of this tree with `cargo xtask archive`",
+                "the checkout at {} is not the tree {} was built from (revision {}): {}{} — {remedy}, or build an archive of this tree with `cargo xtask archive`",
                 layout.repo_root.display(),
                 file.display(),
                 manifest.describe(),
@@ -303,8 +366,7 @@ impl Extracted {
                     format!(" and {} more", differences.len() - shown.len())
                 } else {
                     String::new()
-                },
-                manifest.revision
+                }
             );
         }
         let here = nextest_version()?;
@@ -350,7 +412,7 @@ mod tests {
     fn manifest(files: &[(&str, &str)]) -> Manifest {
         Manifest {
             format: FORMAT,
-            revision: "0123456789abcdef0123".into(),
+            revision: Some("0123456789abcdef0123".into()),
             dirty: false,
             files: files
                 .iter()
@@ -387,11 +449,40 @@ mod tests {
         }
     }
 
+    /// A tree that is not a git checkout is every file but build output,
+    /// provisioned links and archives.
+    #[test]
+    fn an_unversioned_tree_is_its_files_without_build_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for file in [
+            "Cargo.toml",
+            "nix/pins.toml",
+            "target/debug/xtask",
+            "xtask/target/x",
+            ".testbed/bin/README",
+            "tests.tar.zst",
+        ] {
+            std::fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+            std::fs::write(root.join(file), file).unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("Cargo.toml"), root.join("result")).unwrap();
+        assert_eq!(
+            untracked_tree(root).unwrap(),
+            ["Cargo.toml", "nix/pins.toml"]
+        );
+        let m = Manifest::of_checkout(root).unwrap();
+        assert_eq!(m.revision, None);
+        assert_eq!(m.files.len(), 2);
+    }
+
     #[test]
     fn a_revision_is_described_short_and_marked_when_the_tree_had_changes() {
         let mut m = manifest(&[]);
         assert_eq!(m.describe(), "0123456789ab");
         m.dirty = true;
         assert_eq!(m.describe(), "0123456789ab+changes");
+        m.revision = None;
+        assert_eq!(m.describe(), "unversioned");
     }
 }

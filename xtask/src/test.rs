@@ -757,21 +757,15 @@ mod tests {
             "{stdout}"
         );
 
-        // The second checkout: the tracked files as they are now.
+        // The second checkout: the files the archive recorded, as they are
+        // now (a git checkout's tracked files, or the whole tree of one
+        // unpacked from `git archive`, as CI's unprivileged user has).
         let checkout = scratch.path().join("checkout");
-        let listed = std::process::Command::new("git")
-            .args(["ls-files", "-z"])
-            .current_dir(&layout.repo_root)
-            .output()
-            .unwrap();
-        for path in listed.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-            let path = String::from_utf8_lossy(path).into_owned();
-            let from = layout.repo_root.join(&path);
-            if from.is_file() {
-                let to = checkout.join(&path);
-                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-                std::fs::copy(&from, &to).unwrap();
-            }
+        let manifest = crate::archive::Manifest::of_checkout(&layout.repo_root).unwrap();
+        for path in manifest.files.keys() {
+            let to = checkout.join(path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(layout.repo_root.join(path), &to).unwrap();
         }
         let run = || {
             xtask_with(
@@ -815,7 +809,7 @@ mod tests {
         assert!(
             stderr.contains("is not the tree")
                 && stderr.contains("tests/needs.toml differs")
-                && stderr.contains("check out that revision"),
+                && stderr.contains("or build an archive of this tree with `cargo xtask archive`"),
             "{stderr}"
         );
     }
