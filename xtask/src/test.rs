@@ -793,15 +793,11 @@ mod tests {
         assert!(summary["passed"].as_u64().unwrap() >= 10, "{summary}");
         assert_eq!(summary["failed"], 0, "{summary}");
         assert!(
-            summary["logs"]
-                .as_str()
-                .unwrap()
-                .starts_with(checkout.to_str().unwrap()),
-            "the results are the second checkout's: {summary}"
+            checkout
+                .join("target/nextest/integration/junit.xml")
+                .is_file(),
+            "nextest wrote its results in the second checkout: {summary}"
         );
-        assert!(checkout
-            .join("target/nextest/integration/junit.xml")
-            .is_file());
 
         std::fs::write(checkout.join("tests/needs.toml"), "# changed\n").unwrap();
         let (code, _, stderr) = run();
