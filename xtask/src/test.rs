@@ -68,17 +68,12 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         );
     }
 
-    let mut needed: Vec<Need> = tiers.iter().flat_map(|t| t.needs()).collect();
-    needed.sort();
-    needed.dedup();
-    let pins = Pins::from_repo()?;
-    if !flags.no_setup {
-        setup::ensure_for(sh, &needed).map_err(exit::missing)?;
-    }
     // From an archive, nothing is built: its binaries and testbed-runner.
+    // Checked before anything is provisioned: a wrong file or tree is the
+    // caller's to fix (exit 2).
     let archive = match &flags.archive {
         Some(file) => {
-            let extracted = archive::Extracted::open(&layout, file)?;
+            let extracted = archive::Extracted::open(&layout, file).map_err(exit::usage)?;
             say!(
                 "xtask: the test binaries of {} (built from revision {})",
                 file.display(),
@@ -88,6 +83,14 @@ pub fn run(sh: &Shell, flags: &TestFlags) -> anyhow::Result<i32> {
         }
         None => None,
     };
+
+    let mut needed: Vec<Need> = tiers.iter().flat_map(|t| t.needs()).collect();
+    needed.sort();
+    needed.dedup();
+    let pins = Pins::from_repo()?;
+    if !flags.no_setup {
+        setup::ensure_for(sh, &needed).map_err(exit::missing)?;
+    }
     // The build and the capability checks (a Python import or two) at once.
     if archive.is_none() {
         say!("xtask: building the test binaries …");
@@ -801,7 +804,7 @@ mod tests {
 
         std::fs::write(checkout.join("tests/needs.toml"), "# changed\n").unwrap();
         let (code, _, stderr) = run();
-        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(code, Some(2), "{stderr}");
         assert!(
             stderr.contains("is not the tree")
                 && stderr.contains("tests/needs.toml differs")
