@@ -208,7 +208,7 @@ fn nextest_version() -> anyhow::Result<String> {
     let out = std::process::Command::new("cargo")
         .args(["nextest", "--version"])
         .output()
-        .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+        .context(cargo::NEXTEST_MISSING)?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -246,7 +246,7 @@ pub fn run(flags: &ArchiveFlags) -> anyhow::Result<i32> {
         .args(["nextest", "archive", "--workspace", "--archive-file"])
         .arg(&out)
         .status()
-        .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+        .context(cargo::NEXTEST_MISSING)?;
     anyhow::ensure!(status.success(), "`cargo nextest archive` failed");
     let size = std::fs::metadata(&out)?.len();
     println!(
@@ -323,7 +323,7 @@ impl Extracted {
                 .args(["--extract-overwrite", "--list-type", "binaries-only"])
                 .stdout(std::process::Stdio::null())
                 .output()
-                .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+                .context(cargo::NEXTEST_MISSING)?;
             anyhow::ensure!(
                 out.status.success(),
                 "cannot extract {}: {}",

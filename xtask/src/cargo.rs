@@ -8,6 +8,10 @@ use std::process::Command;
 use anyhow::Context;
 use testbed_harness::{tool, Layout, Pins};
 
+/// What to do when `cargo nextest` cannot be run.
+pub const NEXTEST_MISSING: &str =
+    "cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`";
+
 /// Cargo's target folder for this workspace, as `cargo metadata` reports
 /// it (`CARGO_TARGET_DIR`, `build.target-dir` and the default alike).
 pub fn target_dir(layout: &Layout) -> anyhow::Result<PathBuf> {
@@ -57,11 +61,17 @@ impl BuiltTests {
         let cargo_metadata = dir.join("cargo-metadata.json");
         std::fs::write(&cargo_metadata, &metadata)?;
         let out = command(layout)?
-            .args(["nextest", "list", "--workspace", "--list-type", "binaries-only"])
+            .args([
+                "nextest",
+                "list",
+                "--workspace",
+                "--list-type",
+                "binaries-only",
+            ])
             .args(["--message-format", "json"])
             .stderr(std::process::Stdio::inherit())
             .output()
-            .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")?;
+            .context(NEXTEST_MISSING)?;
         anyhow::ensure!(out.status.success(), "building the tests failed");
         let binaries_metadata = dir.join("binaries-metadata.json");
         std::fs::write(&binaries_metadata, &out.stdout)?;

@@ -89,9 +89,9 @@ pub fn prune(testbed_dir: &Path, keep: usize) -> (usize, u64) {
     removed
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` is running (a zombie is not).
 fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    testbed_harness::procinfo::stat(pid).is_some_and(|s| s.state != 'Z')
 }
 
 /// The bytes of the files under `dir`.

@@ -350,7 +350,7 @@ impl TierPlan<'_> {
                     .args(self.flags.partition.iter().flat_map(|p| p.nextest_args()))
                     .envs(env.iter().map(|(k, v)| (k, v)))
                     .status()
-                    .context("cannot run cargo nextest: install it with `cargo install cargo-nextest --locked` or enter `nix develop`")
+                    .context(cargo::NEXTEST_MISSING)
             });
             (listing.join(), status)
         });

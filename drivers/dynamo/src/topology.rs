@@ -778,27 +778,26 @@ impl Topology {
     /// milliseconds later (seconds under load), and a request in between is
     /// answered 503 "Service temporarily unavailable" (one e2e run in ~20).
     async fn wait_until_served(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
         let client = self.client();
         let model = self.model_name().to_owned();
-        loop {
-            let answer = client.chat(&model, "ready?", 1).await?;
-            match answer.status {
-                200 => {
-                    tracing::info!(after = ?started.elapsed(), "a first request was served");
-                    return Ok(());
+        let dir = self.dir.display().to_string();
+        let ((), after) = Poll::new(format!("a first request to the ready model {model} (logs in {dir})"))
+            .timeout(timeout)
+            .every(Duration::from_millis(50))
+            .until_timed(|| async {
+                let answer = client.chat(&model, "ready?", 1).await?;
+                match answer.status {
+                    200 => Ok(Check::Done(())),
+                    503 => Ok(Check::NotYet(format!("503: {}", answer.text))),
+                    status => anyhow::bail!(
+                        "model {model} was ready but a first request was answered {status}: {}; logs in {dir}",
+                        answer.text
+                    ),
                 }
-                503 if started.elapsed() < timeout => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                status => anyhow::bail!(
-                    "model {model} was ready but a first request was answered {status} (after {:?}): {}; logs in {}",
-                    started.elapsed(),
-                    answer.text,
-                    self.dir.display()
-                ),
-            }
-        }
+            })
+            .await?;
+        tracing::info!(?after, "a first request was served");
+        Ok(())
     }
 
     /// Waits until `/v1/models/{model}/ready` reports `expected` workers of
